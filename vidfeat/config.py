@@ -1,0 +1,227 @@
+"""Frozen, validated configuration. No torch, no dask: this module is imported by the CLI and
+the store, and must stay cheap.
+
+Precedence everywhere: defaults < ``--config file.toml`` < CLI flags. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vidfeat.errors import ConfigError
+
+SAMPLING_MODES = ("frames", "fps", "stride", "all")
+PART_FORMATS = ("zarr", "hdf5")
+FEATURE_DTYPES = ("float16", "float32")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+LABEL_SOURCES = ("manifest", "parent", "none")
+HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
+
+
+def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Invalid {what} ({value!r}). Supported: {', '.join(choices)}.")
+
+
+def _check_positive(what: str, value: float | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(f"Invalid {what} ({value!r}): must be a positive number.")
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    """Which frames of a video become rows. See vidfeat.pipeline.sampling."""
+
+    mode: str = "frames"
+    frames: int = 16
+    fps: float = 1.0
+    stride: int = 1
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("sampling mode", self.mode, SAMPLING_MODES)
+        _check_positive("--frames", self.frames)
+        _check_positive("--fps", self.fps)
+        _check_positive("--stride", self.stride)
+        _check_positive("--max-frames", self.max_frames, allow_none=True)
+
+    def identity(self) -> dict[str, Any]:
+        """Only the fields that change which frames are chosen."""
+        spec: dict[str, Any] = {"mode": self.mode, "max_frames": self.max_frames}
+        if self.mode == "frames":
+            spec["frames"] = self.frames
+        elif self.mode == "fps":
+            spec["fps"] = float(self.fps)
+        elif self.mode == "stride":
+            spec["stride"] = self.stride
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class BackboneConfig:
+    name: str = "efficientnet_lite0"
+    weights: str = "DEFAULT"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_positive("--batch-size", self.batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractConfig:
+    inputs: tuple[str, ...] = ()
+    store: str = ""
+    name: str | None = None
+    format: str = "zarr"
+    dtype: str = "float16"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    workers: int = 1
+    scheduler: str | None = None
+    label_from: str = "manifest"
+    retry_failed: bool = False
+    strict: bool = False
+    report: str | None = None
+    decode_threads: int = 2
+    videos_per_part: int | None = None
+    timeout_s: float = 600.0
+    max_in_flight: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("--format", self.format, PART_FORMATS)
+        _check_choice("--dtype", self.dtype, FEATURE_DTYPES)
+        _check_choice("--label-from", self.label_from, LABEL_SOURCES)
+        _check_positive("--workers", self.workers)
+        _check_positive("--decode-threads", self.decode_threads)
+        _check_positive("--videos-per-part", self.videos_per_part, allow_none=True)
+        _check_positive("--timeout", self.timeout_s)
+        if not self.inputs:
+            raise ConfigError("No inputs: give video files, folders, globs or a manifest.")
+        if not self.store:
+            raise ConfigError("No store: give --store PATH (a folder or an fsspec URL).")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    store: str = ""
+    featureset: str = ""
+    head: str = "lstm"
+    hidden: int = 256
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.3
+    layer_norm: bool = False
+    attention_heads: int = 4
+    seq_len: int = 16
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 1
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    patience: int = 10
+    val_fraction: float = 0.2
+    split_file: str | None = None
+    split: str = "1"
+    group_pattern: str | None = None
+    labels: str | None = None
+    pca: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    runs_dir: str = "runs"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("--head", self.head, HEADS)
+        _check_choice("device", self.device, DEVICES)
+        for what, value in (
+            ("--hidden", self.hidden),
+            ("--layers", self.layers),
+            ("--seq-len", self.seq_len),
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--lr", self.lr),
+            ("--patience", self.patience),
+            ("--attention-heads", self.attention_heads),
+        ):
+            _check_positive(what, value)
+        _check_positive("--pca", self.pca, allow_none=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"Invalid --dropout ({self.dropout!r}): must be in [0, 1).")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"Invalid --label-smoothing ({self.label_smoothing!r}): must be in [0, 1)."
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(
+                f"Invalid --val-fraction ({self.val_fraction!r}): must be between 0 and 1."
+            )
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"Invalid --warmup-epochs ({self.warmup_epochs!r}): must be >= 0.")
+        if not self.store or not self.featureset:
+            raise ConfigError("Training needs a store and a feature set name.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+C = TypeVar("C")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a flat dict (keys as CLI option names with '_')."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Config file {p} is not valid TOML: {e}") from None
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def merge_options(
+    allowed: set[str], file_values: Mapping[str, Any], flags: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """defaults < file < flags; flags left at None do not override. Unknown keys fail."""
+    unknown = sorted(set(file_values) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) in {source}: {', '.join(unknown)}. "
+            f"Allowed: {', '.join(sorted(allowed))}."
+        )
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return merged
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def build(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Construct a config dataclass from a dict, rejecting unknown keys."""
+    allowed = field_names(cls)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ConfigError(f"Unknown option(s) for {cls.__name__}: {', '.join(unknown)}.")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"Invalid {cls.__name__}: {e}") from None

@@ -1,0 +1,30 @@
+"""The feature store (format v1, see docs/store-format.md). Never imports torch or dask."""
+
+from vidfeat.store.catalog import Catalog, Done, VideoEntry
+from vidfeat.store.featureset import FeatureSet, LoadedFeatures
+from vidfeat.store.maintenance import gc_store, summarize, verify_featureset, verify_store
+from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
+from vidfeat.store.spec import FeatureSetSpec, check_name
+from vidfeat.store.store import Store, open_store
+from vidfeat.store.writer import CommitResult, PartWriter
+
+__all__ = [
+    "Catalog",
+    "CommitRecord",
+    "CommitResult",
+    "Done",
+    "FailureRecord",
+    "FeatureSet",
+    "FeatureSetSpec",
+    "LoadedFeatures",
+    "PartWriter",
+    "Store",
+    "VideoEntry",
+    "VideoRecord",
+    "check_name",
+    "gc_store",
+    "open_store",
+    "summarize",
+    "verify_featureset",
+    "verify_store",
+]

@@ -1,0 +1,110 @@
+"""The JSON records a store trusts: per-video records and failures inside commit records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from vidfeat.errors import StoreError
+
+
+def _from_dict(cls: type, d: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError as e:
+        raise StoreError(f"Malformed {what} record {d!r}: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRecord:
+    video_id: str
+    uri: str
+    size: int
+    mtime_ns: int
+    n_rows: int
+    sha256: str = ""
+    label: str | None = None
+    split: str | None = None
+    duration_s: float = 0.0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+
+    @property
+    def fingerprint(self) -> tuple[int, int]:
+        return (self.size, self.mtime_ns)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VideoRecord:
+        rec: VideoRecord = _from_dict(cls, d, "video")
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    video_id: str
+    uri: str
+    kind: str
+    message: str
+    size: int = -1
+    mtime_ns: int = -1
+    label: str | None = None
+
+    @property
+    def fingerprint(self) -> tuple[int, int]:
+        return (self.size, self.mtime_ns)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FailureRecord:
+        rec: FailureRecord = _from_dict(cls, d, "failure")
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    """commits/<part_id>.json: the only thing readers trust."""
+
+    part_id: str
+    attempt: str
+    path: str  # part data, relative to the feature set folder
+    part_format: str
+    n_rows: int
+    committed_at: float
+    videos: tuple[VideoRecord, ...] = ()
+    failures: tuple[FailureRecord, ...] = ()
+    host: str = ""
+    vidfeat_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["videos"] = [v.to_json() for v in self.videos]
+        d["failures"] = [f.to_json() for f in self.failures]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CommitRecord:
+        try:
+            return cls(
+                part_id=str(d["part_id"]),
+                attempt=str(d["attempt"]),
+                path=str(d["path"]),
+                part_format=str(d["part_format"]),
+                n_rows=int(d["n_rows"]),
+                committed_at=float(d["committed_at"]),
+                videos=tuple(VideoRecord.from_json(v) for v in d.get("videos", [])),
+                failures=tuple(FailureRecord.from_json(f) for f in d.get("failures", [])),
+                host=str(d.get("host", "")),
+                vidfeat_version=str(d.get("vidfeat_version", "")),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"Malformed commit record: {e}") from None

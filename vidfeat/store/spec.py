@@ -1,0 +1,94 @@
+"""A feature set's identity: everything that changes its values. Its hash is the key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vidfeat.errors import ConfigError, StoreError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FLOAT16_MAX = 65504.0
+
+
+def check_name(what: str, name: str) -> str:
+    """Names become path components: letters, digits, '.', '_' and '-' only, no traversal."""
+    if not _NAME.match(name) or ".." in name:
+        raise ConfigError(
+            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSetSpec:
+    backbone: str
+    weights_id: str
+    feature_dim: int
+    input_size: int
+    resize_size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    sampling: dict[str, Any]
+    precision: str = "float32"
+    dtype: str = "float16"
+    part_format: str = "zarr"
+    # Not identity: how parts are compressed does not change values.
+    compression: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float16", "float32"):
+            raise ConfigError(f"Invalid dtype ({self.dtype!r}). Supported: float16, float32.")
+        if self.part_format not in ("zarr", "hdf5"):
+            raise ConfigError(f"Invalid part format ({self.part_format!r}). Supported: zarr, hdf5.")
+        if self.feature_dim <= 0:
+            raise ConfigError(f"Invalid feature_dim ({self.feature_dim}).")
+
+    def identity(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("compression")
+        d["mean"] = [float(x) for x in self.mean]
+        d["std"] = [float(x) for x in self.std]
+        return d
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def diff(self, other: FeatureSetSpec) -> list[str]:
+        a, b = self.identity(), other.identity()
+        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b[k]]
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.identity()
+        d["compression"] = self.compression
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FeatureSetSpec:
+        try:
+            return cls(
+                backbone=str(d["backbone"]),
+                weights_id=str(d["weights_id"]),
+                feature_dim=int(d["feature_dim"]),
+                input_size=int(d["input_size"]),
+                resize_size=int(d["resize_size"]),
+                interpolation=str(d["interpolation"]),
+                mean=tuple(float(x) for x in d["mean"]),
+                std=tuple(float(x) for x in d["std"]),
+                sampling=dict(d["sampling"]),
+                precision=str(d.get("precision", "float32")),
+                dtype=str(d["dtype"]),
+                part_format=str(d["part_format"]),
+                compression=d.get("compression"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"featureset.json is missing or has a bad field: {e}") from None
+
+    def default_name(self) -> str:
+        return f"{self.backbone.replace(':', '-')}-{self.config_hash()[:10]}"

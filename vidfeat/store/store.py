@@ -1,0 +1,104 @@
+"""The store root: ``vidfeat.json`` plus ``featuresets/<name>/``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from vidfeat import __version__
+from vidfeat.errors import FeatureSetNotFound, SpecMismatch, StoreError
+from vidfeat.store.featureset import FeatureSet
+from vidfeat.store.fs import StoreFS, open_fs
+from vidfeat.store.spec import FeatureSetSpec, check_name
+
+STORE_MARKER = "vidfeat.json"
+STORE_FORMAT: dict[str, str | int] = {"format": "vidfeat-store", "version": 1}
+
+
+class Store:
+    def __init__(self, fs: StoreFS) -> None:
+        self.fs = fs
+        self.url = fs.url
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def featuresets(self) -> list[str]:
+        return [
+            n
+            for n in self.fs.listdir("featuresets")
+            if self.fs.exists(f"featuresets/{n}/featureset.json")
+        ]
+
+    def create_featureset(
+        self, name: str, spec: FeatureSetSpec, extra: dict[str, Any] | None = None
+    ) -> FeatureSet:
+        """Create ``name`` with ``spec``; the same spec again is a no-op, another is an error."""
+        check_name("feature set name", name)
+        meta = {
+            "name": name,
+            "spec": spec.to_json(),
+            "config_hash": spec.config_hash(),
+            "created_at": time.time(),
+            "vidfeat_version": __version__,
+            **(extra or {}),
+        }
+        data = json.dumps(meta, indent=1).encode()
+        self.fs.create_exclusive(f"featuresets/{name}/featureset.json", data)
+        existing = self.get_featureset(name)
+        if existing.spec.config_hash() != spec.config_hash():
+            diffs = "\n  ".join(existing.spec.diff(spec))
+            raise SpecMismatch(
+                f"Feature set {name!r} already exists in {self.url} with a different "
+                f"configuration (existing != requested):\n  {diffs}\n"
+                "Choose another --name, or drop --name to get one derived from the config."
+            )
+        return existing
+
+    def get_featureset(self, name: str) -> FeatureSet:
+        check_name("feature set name", name)
+        rel = f"featuresets/{name}/featureset.json"
+        try:
+            meta = json.loads(self.fs.read_bytes(rel))
+        except FileNotFoundError:
+            have = ", ".join(self.featuresets()) or "none"
+            raise FeatureSetNotFound(
+                f"No feature set {name!r} in store {self.url}. Available: {have}."
+            ) from None
+        except ValueError as e:
+            raise StoreError(f"{rel} is not valid JSON: {e}") from None
+        spec = FeatureSetSpec.from_json(meta["spec"])
+        if meta.get("config_hash") not in (None, spec.config_hash()):
+            raise StoreError(f"{rel}: config_hash does not match its spec; the file was edited.")
+        return FeatureSet(self.fs, name, spec, meta)
+
+
+def open_store(url: str | Path, mode: str = "a") -> Store:
+    """Open a store. mode 'r': it must exist; 'a': create it if missing."""
+    if mode not in ("r", "a"):
+        raise StoreError(f"Invalid store mode {mode!r}. Supported: r, a.")
+    fs = open_fs(url)
+    if fs.exists(STORE_MARKER):
+        try:
+            marker = json.loads(fs.read_bytes(STORE_MARKER))
+        except ValueError:
+            raise StoreError(f"{fs.url}/{STORE_MARKER} is not valid JSON.") from None
+        if marker.get("format") != "vidfeat-store":
+            raise StoreError(f"{fs.url} is not a vidfeat store ({STORE_MARKER} says otherwise).")
+        if int(marker.get("version", 0)) > int(STORE_FORMAT["version"]):
+            raise StoreError(
+                f"Store {fs.url} has format version {marker.get('version')}; this vidfeat "
+                f"reads up to {STORE_FORMAT['version']}. Upgrade vidfeat."
+            )
+        return Store(fs)
+    if mode == "r":
+        raise StoreError(f"No vidfeat store at {fs.url} (no {STORE_MARKER}).")
+    if fs.listdir("") and not fs.exists("featuresets"):
+        raise StoreError(
+            f"{fs.url} exists, is not empty and is not a vidfeat store. "
+            "Give an empty or new folder."
+        )
+    fs.create_exclusive(STORE_MARKER, json.dumps(STORE_FORMAT).encode())
+    return Store(fs)
