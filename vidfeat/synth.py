@@ -121,6 +121,26 @@ def render_frame(level: float, look: _Look, size: int, rng: np.random.Generator)
     return frame
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range RGB → planar YUV 4:2:0, as PyAV's (H*3/2, W) layout.
+
+    Done in numpy rather than swscale because swscale's SIMD paths round differently with
+    buffer alignment, which made "same seed, same bytes" fail now and then."""
+    x = rgb.astype(np.float32) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    h, w = y.shape
+
+    def down(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.reshape(-1), down(u).reshape(-1), down(v).reshape(-1)]
+    flat = np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8)
+    return flat.reshape(h * 3 // 2, w)
+
+
 def encode_video(
     path: Path,
     frames: Iterable[np.ndarray],
@@ -146,7 +166,10 @@ def encode_video(
             if first:
                 stream.height, stream.width = array.shape[:2]
                 first = False
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            if pix_fmt == "yuv420p" and array.shape[0] % 2 == 0 and array.shape[1] % 2 == 0:
+                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(array), format="yuv420p")
+            else:
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -155,7 +178,13 @@ def encode_video(
 
 def _codec_options(codec: str) -> dict[str, object]:
     if codec == "h264":
-        return {"crf": "18", "preset": "veryfast"}
+        # x264's sync-lookahead thread made output bytes differ between runs now and then.
+        return {
+            "crf": "18",
+            "preset": "veryfast",
+            "threads": "1",
+            "x264-params": "lookahead-threads=1:sliced-threads=0:sync-lookahead=0",
+        }
     if codec == "vp9":
         return {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
     return {"qscale": "3"}
