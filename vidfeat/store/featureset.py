@@ -81,7 +81,7 @@ class FeatureSet:
         return PartWriter(self, part_id)
 
     def publish_commit(self, record: CommitRecord) -> bool:
-        data = json.dumps(record.to_json(), indent=1).encode()
+        data = json.dumps(record.to_json(), separators=(",", ":")).encode()
         won = self.fs.create_exclusive(f"{self.prefix}/commits/{record.part_id}.json", data)
         self._catalog = None
         return won

@@ -132,34 +132,120 @@ class ZarrFormat(PartFormat):
     compressions = (None, "zstd")
 
     def write(self, path: Path, arrays: PartArrays, compression: str | None = None) -> None:
+        self.check_compression(compression)
+        if compression is not None:
+            self._write_with_zarr(path, arrays, compression)
+            return
+        # Uncompressed (the default): metadata and shards written directly, in the exact
+        # layout zarr-python produces. 4-5x faster than zarr-python's per-array, per-chunk
+        # async pipeline; plain zarr and xarray read it (tests/store/test_plain_readers.py).
+        path.mkdir(parents=True, exist_ok=False)
+        _write_json(path / "zarr.json", _group_meta())
+        for name, data in arrays.as_dict().items():
+            data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+            chunk, n_chunks = _chunking(data)
+            (path / name).mkdir()
+            _write_json(path / name / "zarr.json", _array_meta(name, data, chunk, n_chunks))
+            if data.shape[0]:
+                _write_uncompressed_shard(path / name, data, chunk, n_chunks)
+
+    def _write_with_zarr(self, path: Path, arrays: PartArrays, compression: str) -> None:
         import zarr
         from zarr.codecs import ZstdCodec
 
-        self.check_compression(compression)
         group = zarr.open_group(str(path), mode="w-", zarr_format=3)
         group.attrs["vidfeat_part"] = 1
         for name, data in arrays.as_dict().items():
-            row_bytes = data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
-            chunk = rows_per_chunk(row_bytes, data.shape[0])
-            n_chunks = -(-data.shape[0] // chunk) or 1
-            compressors = ZstdCodec(level=1) if compression == "zstd" and name == "values" else None
+            chunk, n_chunks = _chunking(data)
             arr = group.create_array(
                 name,
                 shape=data.shape,
-                dtype=data.dtype,
+                dtype=data.dtype.newbyteorder("<"),
                 chunks=(chunk, *data.shape[1:]),
                 shards=(chunk * n_chunks, *data.shape[1:]),  # one shard per array
-                compressors=compressors,
+                compressors=ZstdCodec(level=1) if name == "values" else None,
                 fill_value=0,
-                dimension_names=("video_edge",)
-                if name == "offsets"
-                else ("row", "feature")[: data.ndim],
+                dimension_names=_dimension_names(name, data.ndim),
             )
             if data.shape[0]:
-                arr[...] = data  # whole shard in one write
+                arr[...] = data
 
     def open(self, path: Path) -> PartReader:
         return _ZarrReader(path)
+
+
+def _chunking(data: np.ndarray) -> tuple[int, int]:
+    row_bytes = data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+    chunk = rows_per_chunk(row_bytes, data.shape[0])
+    return chunk, -(-data.shape[0] // chunk) or 1
+
+
+def _dimension_names(name: str, ndim: int) -> tuple[str, ...]:
+    return ("video_edge",) if name == "offsets" else ("row", "feature")[:ndim]
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def _group_meta() -> dict[str, Any]:
+    return {"zarr_format": 3, "node_type": "group", "attributes": {"vidfeat_part": 1}}
+
+
+def _array_meta(name: str, data: np.ndarray, chunk: int, n_chunks: int) -> dict[str, Any]:
+    """zarr.json of a one-shard array with uncompressed inner chunks of ``chunk`` rows."""
+    rest = list(data.shape[1:])
+    little = {"name": "bytes", "configuration": {"endian": "little"}}
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(data.shape),
+        "data_type": np.dtype(data.dtype).name,
+        "chunk_grid": {
+            "name": "regular",
+            "configuration": {"chunk_shape": [chunk * n_chunks, *rest]},
+        },
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0.0 if data.dtype.kind == "f" else 0,
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [chunk, *rest],
+                    "codecs": [little],
+                    "index_codecs": [little, {"name": "crc32c"}],
+                    "index_location": "end",
+                },
+            }
+        ],
+        "attributes": {},
+        "dimension_names": list(_dimension_names(name, data.ndim)),
+        "storage_transformers": [],
+    }
+
+
+def _write_uncompressed_shard(array_dir: Path, data: np.ndarray, chunk: int, n_chunks: int) -> None:
+    """Write the single shard of an uncompressed array the way zarr's sharding codec lays it
+    out: the inner chunks back to back (for row chunks that is simply the C-order bytes, the
+    last chunk padded with the fill value 0), then the index of (offset, nbytes) pairs as
+    little-endian uint64 and its crc32c. One sequential write instead of zarr-python's per-chunk
+    pipeline: 5-10x faster here, and plain zarr reads it (tests/store/test_plain_readers.py)."""
+    import google_crc32c
+
+    row_bytes = data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+    chunk_bytes = chunk * row_bytes
+    index = np.empty((n_chunks, 2), "<u8")
+    index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * chunk_bytes
+    index[:, 1] = chunk_bytes
+    index_bytes = index.tobytes()
+    crc = np.array([google_crc32c.value(index_bytes)], "<u4").tobytes()
+    padding = n_chunks * chunk_bytes - data.nbytes
+    shard = array_dir / "c" / "/".join("0" * data.ndim)
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    with open(shard, "wb") as f:
+        f.write(memoryview(data.reshape(-1).view(np.uint8).data))
+        f.write(bytes(padding))
+        f.write(index_bytes + crc)
 
 
 def _zarr_extents(array_dir: Path) -> Extents | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vidfeat.errors import StoreError
@@ -37,7 +37,7 @@ class VideoRecord:
         return (self.size, self.mtime_ns)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _VIDEO_FIELDS}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VideoRecord:
@@ -60,12 +60,17 @@ class FailureRecord:
         return (self.size, self.mtime_ns)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _FAILURE_FIELDS}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FailureRecord:
         rec: FailureRecord = _from_dict(cls, d, "failure")
         return rec
+
+
+# asdict() deep-copies recursively and dominated commit time for parts of many videos.
+_VIDEO_FIELDS = tuple(f.name for f in fields(VideoRecord))
+_FAILURE_FIELDS = tuple(f.name for f in fields(FailureRecord))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ class CommitRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["videos"] = [v.to_json() for v in self.videos]
         d["failures"] = [f.to_json() for f in self.failures]
         return d

@@ -1,0 +1,37 @@
+"""Helpers shared by the benchmarks: timing and printing ratios against measured bounds."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Median wall time of ``repeats`` runs (the machines are shared and noisy)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed_fresh(
+    write: Callable[[int], object], cleanup: Callable[[int], object], repeats: int = 3
+) -> float:
+    """Median time of ``write(i)`` into a fresh location, removing it after each run so that
+    every candidate writes the same amount of new data (dirty page-cache throttling otherwise
+    punishes whoever runs later)."""
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        write(i)
+        times.append(time.perf_counter() - start)
+        cleanup(i)
+    return statistics.median(times)
+
+
+def verdict(ratio: float, target: float, higher_is_better: bool = True) -> str:
+    ok = ratio >= target if higher_is_better else ratio <= target
+    return "PASS" if ok else "MISS"

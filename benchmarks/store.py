@@ -1,0 +1,122 @@
+"""Store throughput: write, bulk load and random reads, against np.save / np.load.
+
+    python benchmarks/store.py [--rows 200000] [--dim 1280] [--part-rows 20000] [--dir PATH]
+
+Targets (both formats): write >= 0.5x np.save, load >= 0.5x np.load, random read median < 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_of, timed_fresh, verdict  # noqa: E402
+
+from vidfeat.store import FeatureSetSpec, VideoRecord, open_store  # noqa: E402
+
+
+def spec(dim: int, part_format: str) -> FeatureSetSpec:
+    return FeatureSetSpec(
+        "bench",
+        "none",
+        dim,
+        224,
+        256,
+        "bicubic",
+        (0.5,) * 3,
+        (0.5,) * 3,
+        {"mode": "frames", "frames": 16},
+        part_format=part_format,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=1280)
+    ap.add_argument("--part-rows", type=int, default=20_000)
+    ap.add_argument("--video-rows", type=int, default=100)
+    ap.add_argument("--reads", type=int, default=500)
+    ap.add_argument("--dir", default=None, help="disk to test (default: a temp folder)")
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="vidfeat-bench-", dir=args.dir))
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((args.rows, args.dim), dtype=np.float32).astype(np.float16)
+    n_videos = args.rows // args.video_rows
+    videos_per_part = args.part_rows // args.video_rows
+    mb = values.nbytes / 2**20
+    print(
+        f"data: {args.rows} x {args.dim} float16 = {mb:.0f} MiB, {n_videos} videos, "
+        f"parts of {args.part_rows} rows, disk {root}"
+    )
+
+    npy = root / "bound.npy"
+    save_s = timed_fresh(
+        lambda i: np.save(root / f"bound{i}.npy", values),
+        lambda i: (root / f"bound{i}.npy").unlink(),
+    )
+    np.save(npy, values)
+    load_s = best_of(lambda: np.load(npy))
+    print(f"bound  np.save {mb / save_s:8.0f} MiB/s   np.load {mb / load_s:8.0f} MiB/s")
+
+    ok = True
+    for part_format in ("zarr", "hdf5"):
+
+        def write_all(i: int, part_format: str = part_format) -> None:
+            store = open_store(root / f"store-{part_format}-{i}")
+            fset = store.create_featureset("bench", spec(args.dim, part_format))
+            pts = np.arange(args.video_rows, dtype=np.float64)
+            idx = np.arange(args.video_rows, dtype=np.int64)
+            for p in range(n_videos // videos_per_part):
+                with fset.writer(f"p{p:04d}") as w:
+                    for v in range(p * videos_per_part, (p + 1) * videos_per_part):
+                        rows = values[v * args.video_rows : (v + 1) * args.video_rows]
+                        rec = VideoRecord(f"v{v:06d}", "/x", 1, 1, args.video_rows)
+                        w.add_video(rec, rows, pts, idx)
+                    w.commit()
+
+        write_s = timed_fresh(
+            write_all, lambda i, f=part_format: shutil.rmtree(root / f"store-{f}-{i}")
+        )
+        write_all(99)
+        store = open_store(root / f"store-{part_format}-99")
+        fset = store.get_featureset("bench")
+        fset.catalog()
+        load_store_s = best_of(lambda fset=fset: fset.load(with_pts=False))
+        ids = fset.video_ids()
+        lat = []
+        for i in rng.integers(0, len(ids), args.reads):
+            t = time.perf_counter()
+            fset.read(ids[i])
+            lat.append(time.perf_counter() - t)
+        med, p99 = np.median(lat) * 1e3, np.percentile(lat, 99) * 1e3
+        wr, lr = save_s / write_s, load_s / load_store_s
+        ok &= wr >= 0.5 and lr >= 0.5 and med < 5
+        print(
+            f"{part_format:5s}  write {mb / write_s:8.0f} MiB/s = {wr:4.2f}x np.save "
+            f"[target >= 0.5: {verdict(wr, 0.5)}]"
+        )
+        print(
+            f"{'':5s}  load  {mb / load_store_s:8.0f} MiB/s = {lr:4.2f}x np.load "
+            f"[target >= 0.5: {verdict(lr, 0.5)}]"
+        )
+        print(
+            f"{'':5s}  read(video_id) median {med:.3f} ms  p99 {p99:.3f} ms "
+            f"[target median < 5 ms: {verdict(med, 5, higher_is_better=False)}]"
+        )
+        loaded = fset.load(with_pts=False)
+        assert np.array_equal(loaded.values, values), "benchmark read back different data"
+    shutil.rmtree(root, ignore_errors=True)
+    print("all targets met" if ok else "some targets missed")
+
+
+if __name__ == "__main__":
+    main()
