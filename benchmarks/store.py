@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, timed_fresh, verdict  # noqa: E402
+from common import best_of, timed_fresh, verdict
 
-from vidfeat.store import FeatureSetSpec, VideoRecord, open_store  # noqa: E402
+from vidfeat.store import FeatureSetSpec, VideoRecord, open_store
 
 
 def spec(dim: int, part_format: str) -> FeatureSetSpec:

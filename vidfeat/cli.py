@@ -177,6 +177,29 @@ def gc(
     typer.echo(f"{verb} {len(removed)} leftover(s)")
 
 
+# ------------------------------------------------------------------------------ models
+@app.command()
+def models(
+    all_zoo: bool = typer.Option(True, "--all/--registered", help="Include the torchvision zoo."),
+) -> None:
+    """List backbones: feature dim, input size, default weights, usable offline now."""
+    from vidfeat.models.registry import list_backbones
+
+    rows = [
+        [
+            i.name,
+            i.feature_dim or "-",
+            i.input_size,
+            i.default_weights,
+            "yes" if i.offline_ready else "no",
+            i.source,
+        ]
+        for i in list_backbones(include_zoo=all_zoo)
+    ]
+    _print_table(["backbone", "dim", "input", "default weights", "offline now", "source"], rows)
+    typer.echo("Also: timm:<name> for any timm model (local weights file, or the hub when online).")
+
+
 def main() -> None:
     try:
         app()

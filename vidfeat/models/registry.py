@@ -1,0 +1,99 @@
+"""Backbone registry and factory (timm style): ``@register_backbone`` and
+``create_backbone(name, weights=..., device=..., precision=...)``.
+
+Names: registered ones (``efficientnet_lite0``, ``tiny``), any torchvision classification
+model (``resnet50``, ``efficientnet_b0``, ``vit_b_16``, …) and ``timm:<model name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from vidfeat.errors import BackboneError
+from vidfeat.models.backbone import Backbone, Preprocess
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """What a factory returns: the feature module and its identity."""
+
+    module: nn.Module
+    feature_dim: int
+    preprocess: Preprocess
+    weights_id: str
+
+
+Factory = Callable[[str], Built]  # weights → Built
+
+
+@dataclass(frozen=True, slots=True)
+class BackboneInfo:
+    name: str
+    feature_dim: int | None  # None: only known once built
+    input_size: int
+    default_weights: str
+    offline_ready: bool
+    source: str
+
+
+_REGISTRY: dict[str, tuple[Factory, Callable[[], BackboneInfo]]] = {}
+
+
+def register_backbone(name: str, info: Callable[[], BackboneInfo]) -> Callable[[Factory], Factory]:
+    def wrap(factory: Factory) -> Factory:
+        _REGISTRY[name] = (factory, info)
+        return factory
+
+    return wrap
+
+
+def _ensure_registered() -> None:
+    # Importing the modules runs their @register_backbone decorators.
+    from vidfeat.models import efficientnet_lite, tiny  # noqa: F401
+
+
+def registered_names() -> list[str]:
+    _ensure_registered()
+    return sorted(_REGISTRY)
+
+
+def create_backbone(
+    name: str,
+    weights: str = "DEFAULT",
+    device: str = "auto",
+    precision: str = "auto",
+) -> Backbone:
+    _ensure_registered()
+    if name in _REGISTRY:
+        built = _REGISTRY[name][0](weights)
+    elif name.startswith("timm:"):
+        from vidfeat.models.timm_zoo import build_timm
+
+        built = build_timm(name.removeprefix("timm:"), weights)
+    else:
+        from vidfeat.models.torchvision_zoo import build_torchvision, torchvision_names
+
+        if name not in torchvision_names():
+            choices = ", ".join(registered_names())
+            raise BackboneError(
+                f"Unknown backbone {name!r}. Choices: {choices}, any torchvision classification "
+                f"model (e.g. resnet50, efficientnet_b0, vit_b_16; see `vidfeat models`), or "
+                f"timm:<name>."
+            )
+        built = build_torchvision(name, weights)
+    return Backbone(
+        name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
+    )
+
+
+def list_backbones(include_zoo: bool = True) -> list[BackboneInfo]:
+    _ensure_registered()
+    infos = [info() for _, info in _REGISTRY.values()]
+    if include_zoo:
+        from vidfeat.models.torchvision_zoo import torchvision_infos
+
+        infos += torchvision_infos()
+    return infos

@@ -1,0 +1,64 @@
+"""timm models as ``timm:<name>``: pooled pre-logit features, preprocessing from the model's
+pretrained config. Weights: a local file, none, or DEFAULT (the hub, when online)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from vidfeat.errors import BackboneError, WeightsUnavailable
+from vidfeat.models.backbone import Preprocess
+from vidfeat.models.registry import Built
+from vidfeat.models.weights import (
+    file_sha256,
+    load_state_dict_file,
+    load_strict,
+    seeded_init,
+    state_dict_sha256,
+)
+
+
+def _preprocess(cfg: dict[str, object]) -> Preprocess:
+    size = int(cfg["input_size"][-1])  # type: ignore[index]
+    crop_pct = float(cfg.get("crop_pct") or 0.875)  # type: ignore[arg-type]
+    return Preprocess(
+        size,
+        round(size / crop_pct),
+        str(cfg.get("interpolation") or "bicubic"),
+        tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type, attr-defined]
+        tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type, attr-defined]
+    )
+
+
+def build_timm(name: str, weights: str) -> Built:
+    import timm
+
+    model: Any
+    if not timm.is_model(name):
+        raise BackboneError(f"Unknown timm model {name!r}. See timm.list_models().")
+    is_file = weights.endswith((".pth", ".pt", ".safetensors")) or os.sep in weights
+    if weights == "DEFAULT":
+        try:
+            model = timm.create_model(name, pretrained=True, num_classes=0)
+        except Exception as e:
+            raise WeightsUnavailable(
+                f"Could not get pretrained weights for timm:{name} ({type(e).__name__}: {e}). "
+                "Offline? Pass --weights /path/to/file.pth or .safetensors, or --weights none."
+            ) from None
+        weights_id = state_dict_sha256(model.state_dict())
+    elif weights == "none" or is_file:
+        with seeded_init():
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+        if is_file:
+            state = load_state_dict_file(weights)
+            head = str(model.pretrained_cfg.get("classifier", "classifier"))
+            state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+            load_strict(model, state, weights)
+            weights_id = file_sha256(weights)
+        else:
+            weights_id = state_dict_sha256(model.state_dict())
+    else:
+        raise BackboneError(
+            f"Invalid --weights {weights!r} for timm:{name}: use DEFAULT, none or a weights file."
+        )
+    return Built(model, int(model.num_features), _preprocess(model.pretrained_cfg), weights_id)
