@@ -71,12 +71,15 @@ class BackboneConfig:
     weights: str = "DEFAULT"
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 16 on the CPU (faster per image here), 128 on CUDA
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
-        _check_positive("--batch-size", self.batch_size)
+        _check_positive("--batch-size", self.batch_size, allow_none=True)
+
+    def resolved_batch_size(self, device_type: str) -> int:
+        return self.batch_size or (128 if device_type == "cuda" else 16)
 
 
 @dataclass(frozen=True, slots=True)

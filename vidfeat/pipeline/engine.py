@@ -1,0 +1,208 @@
+"""The worker side: one backbone per process, decode threads feeding one inference loop that
+batches frames across videos, and the part write + commit. Returns a small summary only."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vidfeat.config import BackboneConfig, SamplingConfig
+from vidfeat.errors import VideoDecodeError
+from vidfeat.models.backbone import Backbone
+from vidfeat.pipeline.decode import Geometry, VideoIndex, decode_selected, file_sha256, probe
+from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.pipeline.sampling import select_frames
+
+_MODELS: dict[tuple[str, str, str, str], Backbone] = {}  # per-process cache, not configuration
+_MODELS_LOCK = threading.Lock()
+
+
+def get_backbone(cfg: BackboneConfig) -> Backbone:
+    """The process's backbone for this config, loaded once."""
+    from vidfeat.models.registry import create_backbone
+
+    key = (cfg.name, cfg.weights, cfg.device, cfg.precision)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = create_backbone(cfg.name, cfg.weights, cfg.device, cfg.precision)
+        return _MODELS[key]
+
+
+@dataclass(frozen=True, slots=True)
+class PartTask:
+    store: str
+    featureset: str
+    part_id: str
+    videos: tuple[VideoInput, ...]
+    backbone: BackboneConfig
+    sampling: SamplingConfig
+    decode_threads: int = 2
+    timeout_s: float = 600.0
+    torch_threads: int | None = None
+
+
+@dataclass(slots=True)
+class VideoResult:
+    video: VideoInput
+    index: VideoIndex | None = None
+    features: list[np.ndarray] = field(default_factory=list)
+    frame_index: list[np.ndarray] = field(default_factory=list)
+    pts: list[np.ndarray] = field(default_factory=list)
+    sha256: str = ""
+    error: VideoDecodeError | None = None
+    done: bool = False
+
+
+def _decode_worker(
+    slot: int, v: VideoInput, task: PartTask, geometry: Geometry, out: queue.Queue[Any]
+) -> None:
+    """Runs in a decode thread: pushes frame chunks, then a final 'done' or 'error'."""
+    try:
+        index = probe(v.path)
+        selected = select_frames(index.seconds, index.end_s, task.sampling)
+        deadline = time.monotonic() + task.timeout_s
+        for chunk in decode_selected(v.path, index, selected, geometry, deadline):
+            out.put(("frames", slot, chunk))
+        out.put(("done", slot, (index, file_sha256(v.path))))
+    except VideoDecodeError as e:
+        out.put(("error", slot, e))
+    except Exception as e:  # a bug or an exotic failure must still be recorded, not lost
+        out.put(("error", slot, VideoDecodeError("error", f"{v.path}: {type(e).__name__}: {e}")))
+
+
+def run_videos(
+    videos: tuple[VideoInput, ...] | list[VideoInput],
+    backbone: Backbone,
+    sampling: SamplingConfig,
+    batch_size: int,
+    decode_threads: int = 2,
+    timeout_s: float = 600.0,
+) -> tuple[list[VideoResult], dict[str, float]]:
+    """Decode all videos concurrently and run the backbone on batches mixed across videos."""
+    import torch
+
+    p = backbone.preprocess
+    geometry = Geometry(p.resize_size, p.input_size, p.interpolation)
+    results = [VideoResult(v) for v in videos]
+    # Bounded: decoders wait when inference falls behind, so memory stays flat.
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
+    task = PartTask(
+        "", "", "", tuple(videos), BackboneConfig(), sampling, decode_threads, timeout_s
+    )
+    stats = {"model_s": 0.0, "frames": 0.0}
+    pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if not pending:
+            return
+        frames = np.concatenate([c.frames for _, c in pending])
+        start = time.perf_counter()
+        feats = backbone(frames)
+        stats["model_s"] += time.perf_counter() - start
+        stats["frames"] += len(frames)
+        row = 0
+        for slot, c in pending:
+            n = len(c.frames)
+            r = results[slot]
+            r.features.append(feats[row : row + n])
+            r.frame_index.append(c.frame_index)
+            r.pts.append(c.pts_s)
+            row += n
+        pending, pending_rows = [], 0
+
+    with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
+        for slot, v in enumerate(videos):
+            pool.submit(_decode_worker, slot, v, task, geometry, q)
+        finished = 0
+        while finished < len(videos):
+            try:  # inference never idles while frames are waiting
+                kind, slot, payload = q.get(timeout=0.0 if pending else None)
+            except queue.Empty:
+                flush()
+                continue
+            if kind == "frames":
+                pending.append((slot, payload))
+                pending_rows += len(payload.frames)
+                if pending_rows >= batch_size:
+                    flush()
+            else:
+                finished += 1
+                if kind == "done":
+                    results[slot].index, results[slot].sha256 = payload
+                    results[slot].done = True
+                else:
+                    results[slot].error = payload
+        flush()
+    return results, stats
+
+
+def run_part(task: PartTask) -> dict[str, Any]:
+    """A dask task: extract a part's videos, write the part, commit. Returns a summary."""
+    import torch
+
+    from vidfeat.store import FailureRecord, VideoRecord, open_store
+
+    start = time.perf_counter()
+    if task.torch_threads:
+        torch.set_num_threads(task.torch_threads)
+    backbone = get_backbone(task.backbone)
+    fset = open_store(task.store).get_featureset(task.featureset)
+    results, stats = run_videos(
+        task.videos,
+        backbone,
+        task.sampling,
+        task.backbone.resolved_batch_size(backbone.device.type),
+        task.decode_threads,
+        task.timeout_s,
+    )
+    failures = []
+    with fset.writer(task.part_id) as writer:
+        for r in results:
+            v = r.video
+            if r.error is not None or r.index is None:
+                err = r.error or VideoDecodeError("error", f"{v.path}: no result")
+                writer.add_failure(
+                    FailureRecord(
+                        v.video_id, v.path, err.kind, err.message, v.size, v.mtime_ns, v.label
+                    )
+                )
+                failures.append({"video_id": v.video_id, "kind": err.kind, "message": err.message})
+                continue
+            values = np.concatenate(r.features)
+            ix = r.index
+            record = VideoRecord(
+                video_id=v.video_id,
+                uri=os.path.abspath(v.path),
+                size=v.size,
+                mtime_ns=v.mtime_ns,
+                n_rows=len(values),
+                sha256=r.sha256,
+                label=v.label,
+                split=v.split,
+                duration_s=ix.duration_s,
+                fps=ix.fps,
+                width=ix.width,
+                height=ix.height,
+                codec=ix.codec,
+            )
+            writer.add_video(record, values, np.concatenate(r.pts), np.concatenate(r.frame_index))
+        result = writer.commit()
+    return {
+        "part_id": task.part_id,
+        "won": result.won,
+        "videos": result.n_videos,
+        "rows": result.n_rows,
+        "failures": failures,
+        "model_s": stats["model_s"],
+        "frames": int(stats["frames"]),
+        "wall_s": time.perf_counter() - start,
+    }
