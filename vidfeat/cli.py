@@ -177,6 +177,152 @@ def gc(
     typer.echo(f"{verb} {len(removed)} leftover(s)")
 
 
+# ------------------------------------------------------------------------------ extract
+_EXTRACT_KEYS = {
+    "inputs",
+    "store",
+    "name",
+    "format",
+    "dtype",
+    "frames",
+    "fps",
+    "stride",
+    "all_frames",
+    "max_frames",
+    "backbone",
+    "weights",
+    "device",
+    "precision",
+    "batch_size",
+    "workers",
+    "scheduler",
+    "label_from",
+    "retry_failed",
+    "strict",
+    "report",
+    "decode_threads",
+    "videos_per_part",
+    "timeout",
+}
+
+
+def build_extract_config(values: dict[str, Any]) -> Any:
+    """Flat option dict (CLI names) → ExtractConfig."""
+    from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
+
+    if values.get("all_frames"):
+        sampling = SamplingConfig(mode="all", max_frames=values.get("max_frames"))
+    elif values.get("fps") is not None:
+        sampling = SamplingConfig(
+            mode="fps", fps=values["fps"], max_frames=values.get("max_frames")
+        )
+    elif values.get("stride") is not None:
+        sampling = SamplingConfig(
+            mode="stride", stride=values["stride"], max_frames=values.get("max_frames")
+        )
+    else:
+        sampling = SamplingConfig(
+            mode="frames", frames=values.get("frames") or 16, max_frames=values.get("max_frames")
+        )
+    backbone = BackboneConfig(
+        name=values.get("backbone") or "efficientnet_lite0",
+        weights=values.get("weights") or "DEFAULT",
+        device=values.get("device") or "auto",
+        precision=values.get("precision") or "auto",
+        batch_size=values.get("batch_size"),
+    )
+    inputs = values.get("inputs") or ()
+    return ExtractConfig(
+        inputs=tuple([inputs] if isinstance(inputs, str) else inputs),
+        store=values.get("store") or "",
+        name=values.get("name"),
+        format=values.get("format") or "zarr",
+        dtype=values.get("dtype") or "float16",
+        sampling=sampling,
+        backbone=backbone,
+        workers=values.get("workers") or 1,
+        scheduler=values.get("scheduler"),
+        label_from=values.get("label_from") or "manifest",
+        retry_failed=bool(values.get("retry_failed")),
+        strict=bool(values.get("strict")),
+        report=values.get("report"),
+        decode_threads=values.get("decode_threads") or 2,
+        videos_per_part=values.get("videos_per_part"),
+        timeout_s=values.get("timeout") or 600.0,
+    )
+
+
+@app.command()
+def extract(
+    inputs: list[str] | None = typer.Argument(
+        None, help="Video files, folders, globs, CSV/JSONL manifests."
+    ),
+    store: str | None = typer.Option(None, "--store", "-s", help="Feature store folder or URL."),
+    name: str | None = typer.Option(
+        None, help="Feature set name (default: derived from the config hash)."
+    ),
+    format: str | None = typer.Option(
+        None, "--format", help="Part format: zarr (default) or hdf5."
+    ),
+    dtype: str | None = typer.Option(None, help="Stored dtype: float16 (default) or float32."),
+    frames: int | None = typer.Option(
+        None, help="N frames spread evenly over each video (default 16)."
+    ),
+    fps: float | None = typer.Option(None, help="Sample F frames per second instead."),
+    stride: int | None = typer.Option(None, help="Every K-th frame instead."),
+    all_frames: bool | None = typer.Option(None, "--all", help="Every frame."),
+    max_frames: int | None = typer.Option(None, help="Cap rows per video (evenly thinned)."),
+    backbone: str | None = typer.Option(
+        None, help="Backbone (see `vidfeat models`); default efficientnet_lite0."
+    ),
+    weights: str | None = typer.Option(None, help="DEFAULT, a weight enum name, none, or a file."),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda."),
+    precision: str | None = typer.Option(None, help="auto, float32, bfloat16 or float16."),
+    batch_size: int | None = typer.Option(
+        None, help="Frames per backbone batch (default 16 CPU, 128 CUDA)."
+    ),
+    workers: int | None = typer.Option(None, help="Local Dask worker processes (default 1)."),
+    scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler."),
+    label_from: str | None = typer.Option(
+        None, help="manifest (default), parent (folder name) or none."
+    ),
+    retry_failed: bool | None = typer.Option(
+        None, "--retry-failed", help="Retry videos that failed before."
+    ),
+    strict: bool | None = typer.Option(None, "--strict", help="Exit 1 if any video failed."),
+    report: str | None = typer.Option(None, help="Write a JSON run report here."),
+    decode_threads: int | None = typer.Option(None, help="Decode threads per worker (default 2)."),
+    videos_per_part: int | None = typer.Option(None, help="Videos per part (default: balanced)."),
+    timeout: float | None = typer.Option(
+        None, help="Per-video decode timeout, seconds (default 600)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file with any of these options."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Extract features from videos into a feature set (resumable, fault tolerant)."""
+    from vidfeat.config import merge_options, read_config_file
+    from vidfeat.pipeline.runner import extract as run_extract
+
+    flags = dict(locals())
+    flags.pop("config"), flags.pop("quiet")
+    file_values = read_config_file(config) if config else {}
+    cfg = build_extract_config(merge_options(_EXTRACT_KEYS, file_values, flags, str(config)))
+    rep = run_extract(cfg, progress=not quiet)
+    skipped = f", {rep.videos_skipped} already stored" if rep.videos_skipped else ""
+    typer.echo(
+        f"{rep.featureset}: {rep.videos_done} videos, {rep.rows} rows, {len(rep.failures)} failed"
+        f"{skipped} in {rep.wall_s:.1f} s ({rep.frames_per_s:.1f} frames/s) → {rep.store}"
+    )
+    for f in rep.failures[:20]:
+        typer.echo(f"  failed {f['video_id']}: {f['kind']}: {f['message']}", err=True)
+    if len(rep.failures) > 20:
+        typer.echo(f"  … and {len(rep.failures) - 20} more (see `vidfeat info`)", err=True)
+    if cfg.strict and rep.failures:
+        raise typer.Exit(1)
+
+
 # ------------------------------------------------------------------------------ models
 @app.command()
 def models(

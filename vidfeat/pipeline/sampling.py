@@ -40,7 +40,7 @@ def select_frames(pts: np.ndarray, end: float, cfg: SamplingConfig) -> np.ndarra
         times = start + (np.arange(cfg.frames) + 0.5) * (span / cfg.frames)
         chosen = frames_at(times, pts)
     elif cfg.mode == "fps":
-        count = max(1, int(np.floor(span * cfg.fps + 1e-9)))
+        count = max(1, int(np.ceil(span * cfg.fps - 1e-9)))  # every k/F before the end
         chosen = frames_at(start + np.arange(count) / cfg.fps, pts)
     else:  # guarded by SamplingConfig
         raise AssertionError(cfg.mode)

@@ -108,18 +108,18 @@ class FeatureSet:
         return done_from(self.catalog(refresh=True))
 
     def video_ids(self) -> list[str]:
-        return list(self.catalog().videos)
+        return list(self.catalog(refresh=True).videos)
 
     # ------------------------------------------------------------------ reading
     def _entry(self, video_id: str) -> VideoEntry:
-        try:
-            return self.catalog().videos[video_id]
-        except KeyError:
-            failure = self.catalog().failures.get(video_id)
-            why = f" It failed: {failure.kind}: {failure.message}" if failure else ""
-            raise VideoNotFound(
-                f"No committed video {video_id!r} in feature set {self.name!r}.{why}"
-            ) from None
+        entry = self.catalog().videos.get(video_id)
+        if entry is None:  # committed since the catalog was cached?
+            entry = self.catalog(refresh=True).videos.get(video_id)
+        if entry is not None:
+            return entry
+        failure = self.catalog().failures.get(video_id)
+        why = f" It failed: {failure.kind}: {failure.message}" if failure else ""
+        raise VideoNotFound(f"No committed video {video_id!r} in feature set {self.name!r}.{why}")
 
     def read(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(values (T, D), pts (T,)) of one video."""
@@ -134,7 +134,7 @@ class FeatureSet:
     ) -> LoadedFeatures:
         """The trainer's bulk path: every chosen video's rows in one contiguous array, read in
         parallel over parts, straight into the output buffer."""
-        cat = self.catalog()
+        cat = self.catalog(refresh=True)  # bulk reads see every commit made so far
         ids = list(cat.videos) if video_ids is None else list(video_ids)
         entries = [self._entry(v) for v in ids]
         counts = np.array([e.row_stop - e.row_start for e in entries], np.int64)

@@ -1,0 +1,228 @@
+"""End to end: videos → LocalCluster → committed parts, resume, failures, reference features."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from vidfeat.cli import app
+from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
+from vidfeat.models.registry import create_backbone
+from vidfeat.pipeline.runner import extract
+from vidfeat.store import open_store, verify_store
+from vidfeat.synth import SynthConfig, make_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "videos"
+    make_dataset(root, SynthConfig(classes=2, videos_per_class=3, frames=12, size=64))
+    (root / "manifest.csv").unlink()
+    return root
+
+
+def config(inputs: Path, store: Path, **kw: object) -> ExtractConfig:
+    values: dict[str, object] = {
+        "inputs": (str(inputs),),
+        "store": str(store),
+        "label_from": "parent",
+        "backbone": BackboneConfig("tiny"),
+        "sampling": SamplingConfig(frames=4),
+        "progress": False,
+    }
+    values.update(kw)
+    return ExtractConfig(**values)  # type: ignore[arg-type]
+
+
+def test_extract_resume_and_added_videos(dataset: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = extract(config(dataset, store))
+    assert (first.videos_done, first.rows, first.failures) == (6, 24, [])
+    fset = open_store(store).get_featureset(first.featureset)
+    loaded = fset.load()
+    assert loaded.values.shape == (24, 32)
+    assert set(loaded.labels) == {"ramp_up", "ramp_down"}
+    assert verify_store(open_store(store)) == []
+
+    again = extract(config(dataset, store))
+    assert (again.videos_done, again.videos_skipped, again.parts) == (0, 6, 0)
+
+    shutil.copy(dataset / "ramp_up/ramp_up_0000.mp4", dataset / "ramp_up/extra.mp4")
+    third = extract(config(dataset, store))
+    assert (third.videos_done, third.videos_skipped) == (1, 6)
+    assert len(fset.load().video_ids) == 7
+
+
+def test_broken_files_are_recorded_and_good_ones_commit(
+    dataset: Path, tmp_path: Path, broken_files: dict[str, tuple[Path, str]]
+) -> None:
+    for name, (path, _) in broken_files.items():
+        if path.exists():
+            shutil.copy(path, dataset / "ramp_up" / path.name)
+    report = extract(config(dataset, tmp_path / "store", workers=2))
+    assert report.videos_done == 6
+    kinds = {f["video_id"].split("/")[-1]: f["kind"] for f in report.failures}
+    expected = {p.name: k for p, k in broken_files.values() if p.exists()}
+    assert kinds == expected
+    fset = open_store(tmp_path / "store").get_featureset(report.featureset)
+    assert len(fset.catalog().failures) == len(expected)
+    # failures are skipped on rerun, retried on request
+    assert extract(config(dataset, tmp_path / "store")).parts == 0
+    retried = extract(config(dataset, tmp_path / "store", retry_failed=True))
+    assert retried.videos_skipped == 6 and len(retried.failures) == len(expected)
+
+
+def test_spec_change_under_same_name_is_refused(dataset: Path, tmp_path: Path) -> None:
+    extract(config(dataset, tmp_path / "s", name="feats"))
+    with pytest.raises(Exception, match=r"(?s)different configuration.*sampling"):
+        extract(config(dataset, tmp_path / "s", name="feats", sampling=SamplingConfig(frames=8)))
+
+
+def test_features_match_a_straightforward_reference(tmp_path: Path) -> None:
+    """Decode at full size, resize in torch (bicubic, antialias), crop, run the backbone.
+    320x320 clips, so the resize to 256 is a real downscale as with real videos."""
+    dataset = tmp_path / "big"
+    make_dataset(dataset, SynthConfig(classes=2, videos_per_class=1, frames=6, size=320))
+    cfg = config(dataset, tmp_path / "s", backbone=BackboneConfig("efficientnet_lite0"))
+    report = extract(cfg)
+    fset = open_store(tmp_path / "s").get_featureset(report.featureset)
+    backbone = create_backbone("efficientnet_lite0", device="cpu")
+    for vid in fset.video_ids()[:2]:
+        values, _ = fset.read(vid)
+        record = fset.catalog().videos[vid].record
+        rows = fset._readers.get(fset.catalog().videos[vid].part_path)
+        e = fset.catalog().videos[vid]
+        frame_index = rows.read_1d("frame_index", e.row_start, e.row_stop)
+        with av.open(record.uri) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        x = torch.from_numpy(np.stack([frames[i] for i in frame_index])).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(256, 256), mode="bicubic", antialias=True, align_corners=False)
+        x = x[:, :, 16:240, 16:240].clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        ref = backbone(x.contiguous().numpy())
+        got = values.astype(np.float32)
+        cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+        assert cos.min() >= 0.99, cos
+
+
+def test_cli_extract_strict_exit_code(dataset: Path, tmp_path: Path) -> None:
+    (dataset / "ramp_up" / "bad.mp4").write_bytes(b"garbage" * 10)
+    runner = CliRunner()
+    args = [
+        "extract",
+        str(dataset),
+        "--store",
+        str(tmp_path / "s"),
+        "--backbone",
+        "tiny",
+        "--frames",
+        "4",
+        "-q",
+    ]
+    out = runner.invoke(app, [*args, "--label-from", "parent"])
+    assert out.exit_code == 0, out.output
+    assert "6 videos" in out.output and "1 failed" in out.output
+    out = runner.invoke(app, [*args, "--strict", "--retry-failed"])
+    assert out.exit_code == 1
+    cfg = tmp_path / "extract.toml"
+    cfg.write_text(
+        f'inputs = ["{dataset}"]\nstore = "{tmp_path / "s2"}"\nbackbone = "tiny"\nframes = 2\n'
+    )
+    out = runner.invoke(app, ["extract", "--config", str(cfg), "-q"])
+    assert out.exit_code == 0 and "12 rows" in out.output
+    cfg.write_text("framez = 2\n")
+    out = runner.invoke(app, ["extract", "--config", str(cfg)])
+    assert out.exit_code != 0 and "framez" in str(out.exception)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.cluster
+def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"tcp://127.0.0.1:{port}"
+    workers = [
+        subprocess.Popen(
+            [
+                str(bin_dir / "dask"),
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        from dask.distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        out = subprocess.run(
+            [
+                str(bin_dir / "vidfeat"),
+                "extract",
+                str(dataset),
+                "--store",
+                str(tmp_path / "s"),
+                "--backbone",
+                "tiny",
+                "--frames",
+                "4",
+                "--scheduler",
+                address,
+                "-q",
+                "--videos-per-part",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert out.returncode == 0, out.stderr
+        fset = open_store(tmp_path / "s").get_featureset(
+            open_store(tmp_path / "s").featuresets()[0]
+        )
+        assert len(fset.load().video_ids) == 6
+    finally:
+        for p in [*workers, scheduler]:
+            p.terminate()
+        for p in [*workers, scheduler]:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        time.sleep(0.1)
