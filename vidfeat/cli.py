@@ -323,6 +323,171 @@ def extract(
         raise typer.Exit(1)
 
 
+# ------------------------------------------------------------------------------ train
+def _train_config(store: str, featureset: str, values: dict[str, Any], config: Path | None) -> Any:
+    from vidfeat.config import TrainConfig, build, field_names, merge_options, read_config_file
+
+    file_values = read_config_file(config) if config else {}
+    merged = merge_options(field_names(TrainConfig), file_values, values, str(config))
+    return build(TrainConfig, {"store": store, "featureset": featureset, **merged})
+
+
+@app.command("train")
+def train_cmd(
+    store: str = typer.Argument(..., help="Feature store."),
+    featureset: str = typer.Argument(..., help="Feature set name (see `vidfeat ls`)."),
+    head: str | None = typer.Option(
+        None, help="meanpool, lstm, bilstm, attention, gru, transformer, seed."
+    ),
+    hidden: int | None = typer.Option(None, help="Hidden size (default 256)."),
+    layers: int | None = typer.Option(None, help="Recurrent/transformer layers (default 1)."),
+    bidirectional: bool | None = typer.Option(None, "--bidirectional", help="Bidirectional RNN."),
+    dropout: float | None = typer.Option(None, help="Dropout (default 0.3)."),
+    layer_norm: bool | None = typer.Option(None, "--layer-norm", help="LayerNorm on the inputs."),
+    seq_len: int | None = typer.Option(None, help="Rows per clip T (default 16)."),
+    epochs: int | None = typer.Option(None, help="Max epochs (default 30)."),
+    batch_size: int | None = typer.Option(None, help="Clips per batch (default 32)."),
+    lr: float | None = typer.Option(None, help="AdamW learning rate (default 1e-3)."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay (default 0.01)."),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing (default 0)."),
+    class_weights: bool | None = typer.Option(
+        None, "--class-weights", help="Weight classes by inverse frequency."
+    ),
+    patience: int | None = typer.Option(
+        None, help="Early-stopping patience in epochs (default 10)."
+    ),
+    val_fraction: float | None = typer.Option(
+        None, help="Validation fraction without split info (0.2)."
+    ),
+    split_file: str | None = typer.Option(
+        None, help="UCF101 trainlist/testlist file or CSV video_id,split."
+    ),
+    group_pattern: str | None = typer.Option(
+        None, help="Regex of a group kept on one side, e.g. '_g[0-9]+_'."
+    ),
+    labels: str | None = typer.Option(
+        None, help="CSV video_id,label overriding the stored labels."
+    ),
+    pca: int | None = typer.Option(None, help="PCA to k dims (fitted on the training split)."),
+    seed: int | None = typer.Option(None, help="Random seed (default 0)."),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda."),
+    runs_dir: str | None = typer.Option(None, help="Where runs go (default ./runs)."),
+    name: str | None = typer.Option(None, help="Run directory name."),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file with any of these options."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every epoch."),
+) -> None:
+    """Train a temporal head on a cached feature set; writes a run directory."""
+    values = {
+        k: v for k, v in locals().items() if k not in ("store", "featureset", "config", "verbose")
+    }
+    from vidfeat.trainer.loop import train
+
+    cfg = _train_config(store, featureset, values, config)
+    res = train(cfg, verbose=verbose)
+    m = res.metrics
+    typer.echo(
+        f"{cfg.head}: val top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  "
+        f"macro-F1 {m['macro_f1']:.3f}  "
+        f"(best epoch {res.best_epoch}, {res.seconds:.1f} s) → {res.run_dir}"
+    )
+
+
+@app.command()
+def runs(runs_dir: str = typer.Argument("runs", help="Runs folder.")) -> None:
+    """Leaderboard of training runs, best validation accuracy first."""
+    from vidfeat.trainer.runs import leaderboard
+
+    rows = [
+        [
+            e["head"],
+            e["hidden"],
+            e["lr"],
+            e["seq_len"],
+            f"{e['val_top1']:.3f}",
+            f"{e['macro_f1']:.3f}",
+            e["best_epoch"],
+            e["seconds"],
+            Path(e["run"]).name,
+        ]
+        for e in leaderboard(runs_dir)
+    ]
+    _print_table(["head", "hidden", "lr", "T", "val top-1", "macro-F1", "epoch", "s", "run"], rows)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    store: str = typer.Argument(..., help="Feature store."),
+    featureset: str = typer.Argument(..., help="Feature set name."),
+    grid: list[str] = typer.Option(
+        ..., "--grid", help="key=v1,v2 (repeat): e.g. head=lstm,meanpool"
+    ),
+    epochs: int | None = typer.Option(None, help="Max epochs per run."),
+    runs_dir: str | None = typer.Option(None, help="Where runs go (default ./runs)."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+) -> None:
+    """Run every combination of a grid on features loaded once; print the leaderboard."""
+    from vidfeat.trainer.sweep import parse_grid, sweep
+
+    items = [g for item in grid for g in item.split()]
+    cfg = _train_config(
+        store, featureset, {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}, None
+    )
+    results = sweep(cfg, parse_grid(items))
+    rows = [
+        [
+            ", ".join(f"{k}={v}" for k, v in o.items()),
+            f"{r.metrics['top1']:.3f}",
+            f"{r.metrics['macro_f1']:.3f}",
+            f"{r.seconds:.1f}",
+            r.run_dir.name,
+        ]
+        for o, r in sorted(results, key=lambda t: -t[1].metrics["top1"])
+    ]
+    _print_table(["config", "val top-1", "macro-F1", "s", "run"], rows)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Re-evaluate a run on its validation split from the store."""
+    from vidfeat.trainer.predict import evaluate_run
+
+    m = evaluate_run(run)
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    typer.echo(
+        f"val top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  "
+        f"macro-F1 {m['macro_f1']:.3f}  (n={m['n']})"
+    )
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run directory."),
+    videos: list[str] = typer.Argument(..., help="Video files."),
+    top_k: int = typer.Option(3, "--top-k", help="Labels to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Extract videos with the run's feature-set spec, apply the head, print top-k labels."""
+    from vidfeat.trainer.predict import predict_videos
+
+    out = predict_videos(run, videos, top_k)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for item in out:
+        if "error" in item:
+            typer.echo(f"{item['video']}: error: {item['error']}")
+            continue
+        preds = "  ".join(f"{p['label']} {p['prob']:.3f}" for p in item["top"])
+        typer.echo(f"{item['video']}: {preds}")
+
+
 # ------------------------------------------------------------------------------ models
 @app.command()
 def models(

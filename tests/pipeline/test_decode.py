@@ -88,17 +88,14 @@ def test_variable_frame_rate(tmp_path: Path) -> None:
 
 
 def test_broken_files_raise_with_the_right_kind(broken_files: dict[str, tuple[Path, str]]) -> None:
+    def decode(path: Path) -> None:
+        index = probe(str(path))
+        selected = select_frames(index.seconds, index.end_s, SamplingConfig())
+        list(decode_selected(str(path), index, selected, Geometry(64, 64)))
+
     for name, (path, kind) in broken_files.items():
         with pytest.raises(VideoDecodeError) as err:
-            index = probe(str(path))
-            list(
-                decode_selected(
-                    str(path),
-                    index,
-                    select_frames(index.seconds, index.end_s, SamplingConfig()),
-                    Geometry(64, 64),
-                )
-            )
+            decode(path)
         assert err.value.kind == kind, f"{name}: {err.value}"
         assert str(path) in err.value.message
 

@@ -67,7 +67,7 @@ def test_extract_resume_and_added_videos(dataset: Path, tmp_path: Path) -> None:
 def test_broken_files_are_recorded_and_good_ones_commit(
     dataset: Path, tmp_path: Path, broken_files: dict[str, tuple[Path, str]]
 ) -> None:
-    for name, (path, _) in broken_files.items():
+    for path, _ in broken_files.values():
         if path.exists():
             shutil.copy(path, dataset / "ramp_up" / path.name)
     report = extract(config(dataset, tmp_path / "store", workers=2))

@@ -159,7 +159,7 @@ def _rotation(stream: Any) -> int:
         for side in getattr(stream, "side_data", {}) or {}:
             if "DISPLAYMATRIX" in str(side).upper():
                 value = stream.side_data[side]
-                return int(round(-float(value))) % 360 if not isinstance(value, bytes) else 0
+                return round(-float(value)) % 360 if not isinstance(value, bytes) else 0
     except (TypeError, ValueError, KeyError):
         pass
     tag = (stream.metadata or {}).get("rotate")

@@ -17,7 +17,24 @@ from pathlib import Path, PurePosixPath
 from vidfeat.errors import InputError
 
 VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .gif".split()
+    [
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".ogv",
+        ".gif",
+    ]
 )
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 
@@ -145,6 +162,7 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") 
             raise InputError(f"Input not found: {item!r} (not a file, folder, glob or manifest).")
     if not found:
         raise InputError(
-            f"No videos found in {', '.join(inputs)} (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})."
+            f"No videos found in {', '.join(inputs)} "
+            f"(extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})."
         )
     return [found[k] for k in sorted(found)]

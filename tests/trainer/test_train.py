@@ -1,0 +1,150 @@
+"""Trainer end to end on synth data through the real default backbone: order matters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vidfeat.cli import app
+from vidfeat.config import ExtractConfig, SamplingConfig, TrainConfig
+from vidfeat.errors import ConfigError, TrainError
+from vidfeat.pipeline.runner import extract
+from vidfeat.synth import SynthConfig, make_dataset
+from vidfeat.trainer.data import load_data
+from vidfeat.trainer.loop import load_run, train
+from vidfeat.trainer.predict import evaluate_run
+from vidfeat.trainer.sweep import parse_grid
+
+
+@pytest.fixture(scope="module")
+def featureset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("train")
+    manifest = make_dataset(
+        root / "videos",
+        SynthConfig(classes=4, videos_per_class=8, frames=16, size=64, val_fraction=0.25),
+    )
+    cfg = ExtractConfig(
+        inputs=(str(manifest),),
+        store=str(root / "store"),
+        sampling=SamplingConfig(frames=16),
+        progress=False,
+        workers=1,
+    )
+    report = extract(cfg)
+    assert report.videos_done == 32
+    return str(root / "store"), report.featureset
+
+
+def test_lstm_learns_order_and_meanpool_cannot(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    lstm = train(
+        TrainConfig(store=store, featureset=name, head="lstm", epochs=40, runs_dir=str(tmp_path))
+    )
+    meanpool = train(
+        TrainConfig(
+            store=store, featureset=name, head="meanpool", epochs=40, runs_dir=str(tmp_path)
+        )
+    )
+    print(f"lstm {lstm.metrics['top1']:.3f} meanpool {meanpool.metrics['top1']:.3f}")
+    assert lstm.metrics["top1"] >= 0.9
+    assert meanpool.metrics["top1"] <= 0.25 + 0.15
+
+
+@pytest.mark.parametrize("head", ["bilstm", "attention", "gru", "transformer", "seed"])
+def test_every_head_trains(featureset: tuple[str, str], tmp_path: Path, head: str) -> None:
+    store, name = featureset
+    res = train(
+        TrainConfig(
+            store=store, featureset=name, head=head, epochs=2, hidden=32, runs_dir=str(tmp_path)
+        )
+    )
+    assert 0.0 <= res.metrics["top1"] <= 1.0
+
+
+def test_run_directory_and_reloaded_checkpoint(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    res = train(
+        TrainConfig(
+            store=store, featureset=name, head="lstm", epochs=3, pca=16, runs_dir=str(tmp_path)
+        )
+    )
+    for f in (
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "model.pt",
+        "curves.png",
+        "confusion.png",
+    ):
+        assert (res.run_dir / f).exists(), f
+    metrics = json.loads((res.run_dir / "metrics.json").read_text())
+    assert {"top1", "top5", "macro_f1", "per_class_accuracy", "confusion"} <= set(metrics)
+    torch.load(res.run_dir / "model.pt", weights_only=True)
+    again = evaluate_run(res.run_dir)
+    assert again["top1"] == pytest.approx(res.metrics["top1"])
+    assert again["confusion"] == res.metrics["confusion"]
+    _, config, pca = load_run(res.run_dir)
+    assert config["pca"] == 16 and pca["pca_components"].shape[1] == 16
+    assert (tmp_path / "index.jsonl").read_text().count("\n") == 1
+
+
+def test_seeded_runs_are_deterministic(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    cfg = TrainConfig(
+        store=store, featureset=name, head="gru", epochs=3, hidden=32, runs_dir=str(tmp_path)
+    )
+    a, b = train(cfg), train(cfg)
+    assert (a.run_dir / "history.csv").read_text() == (b.run_dir / "history.csv").read_text()
+
+
+def test_splits_and_bad_input(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    data = load_data(TrainConfig(store=store, featureset=name))
+    assert len(data.val_idx) == 8  # the manifest's split column: 2 per class
+    split = tmp_path / "split.csv"
+    split.write_text(
+        "video_id,split\n"
+        + "".join(f"{v},{'val' if i % 4 == 0 else 'train'}\n" for i, v in enumerate(data.video_ids))
+    )
+    assert (
+        len(load_data(TrainConfig(store=store, featureset=name, split_file=str(split))).val_idx)
+        == 8
+    )
+    one = tmp_path / "labels.csv"
+    one.write_text("video_id,label\n" + "".join(f"{v},same\n" for v in data.video_ids))
+    with pytest.raises(TrainError, match="Only one class"):
+        load_data(TrainConfig(store=store, featureset=name, labels=str(one)))
+    with pytest.raises(ConfigError, match=r"--seq-len \(0\)"):
+        TrainConfig(store=store, featureset=name, seq_len=0)
+    with pytest.raises(Exception, match="No feature set 'nope'"):
+        load_data(TrainConfig(store=store, featureset="nope"))
+
+
+def test_cli_train_sweep_runs(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        [
+            "sweep",
+            store,
+            name,
+            "--grid",
+            "head=meanpool,gru hidden=16",
+            "--epochs",
+            "2",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["runs", str(tmp_path)])
+    assert "meanpool" in out.output and "gru" in out.output
+    assert parse_grid(["head=lstm,gru", "lr=1e-3"]) == [
+        {"head": "lstm", "lr": 1e-3},
+        {"head": "gru", "lr": 1e-3},
+    ]

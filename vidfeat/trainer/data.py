@@ -1,0 +1,206 @@
+"""Features from the store → tensors, labels, splits and fixed-length sequences.
+
+Loads a feature set once (the store's bulk reader) and keeps it as one (rows, D) tensor plus
+offsets; batches are gathered from it by index, so there is no per-clip Python work.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from vidfeat.config import TrainConfig
+from vidfeat.errors import TrainError
+from vidfeat.store import open_store
+
+
+@dataclass(slots=True)
+class FeatureData:
+    values: torch.Tensor  # (rows, D) float32
+    offsets: torch.Tensor  # (n+1,) int64
+    video_ids: list[str]
+    labels: torch.Tensor  # (n,) int64
+    classes: list[str]
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    featureset: str
+    config_hash: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+    def lengths(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.offsets[clips + 1] - self.offsets[clips]
+
+
+def _read_labels_csv(path: str) -> dict[str, str]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise TrainError(f"Cannot read --labels {path}: {e}") from None
+    if not rows or not {"video_id", "label"} <= set(rows[0]):
+        raise TrainError(f"--labels {path} needs columns video_id,label.")
+    return {r["video_id"]: r["label"] for r in rows}
+
+
+def _split_from_file(path: str, ids: list[str], split: str) -> dict[str, str]:
+    """UCF101 trainlist/testlist files (lines 'Class/v_X_g08_c01.avi [label]') or a CSV of
+    video_id,split. Returns video_id → 'train' | 'val'."""
+    p = Path(path)
+    if not p.exists():
+        raise TrainError(f"--split-file {path} does not exist.")
+    if p.suffix == ".csv":
+        with p.open(newline="") as f:
+            return {
+                r["video_id"]: ("train" if r["split"] == "train" else "val")
+                for r in csv.DictReader(f)
+            }
+    # UCF101 style: a trainlist names the training videos; everything else is validation.
+    listed = {line.split()[0] for line in p.read_text().splitlines() if line.strip()}
+    listed_names = {PurePosixPath(x).name for x in listed}
+    is_train_list = "test" not in p.name.lower()
+    out = {}
+    for vid in ids:
+        hit = vid in listed or PurePosixPath(vid).name in listed_names
+        out[vid] = "train" if hit == is_train_list else "val"
+    return out
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int, groups: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split; with groups, whole groups go to one side."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if groups is None:
+            members = rng.permutation(members)
+            n_val = max(1, round(len(members) * val_fraction)) if len(members) > 1 else 0
+            val += members[:n_val].tolist()
+        else:
+            keys = sorted({groups[i] for i in members})
+            keys = [keys[i] for i in rng.permutation(len(keys))]
+            n_val = max(1, round(len(keys) * val_fraction)) if len(keys) > 1 else 0
+            chosen = set(keys[:n_val])
+            val += [int(i) for i in members if groups[i] in chosen]
+    val_arr = np.array(sorted(val), dtype=np.int64)
+    train_arr = np.setdiff1d(np.arange(len(labels)), val_arr)
+    return train_arr, val_arr
+
+
+def load_data(cfg: TrainConfig) -> FeatureData:
+    fset = open_store(cfg.store, mode="r").get_featureset(cfg.featureset)
+    loaded = fset.load(with_pts=False)
+    ids = loaded.video_ids
+    labels_by_id = (
+        _read_labels_csv(cfg.labels) if cfg.labels else dict(zip(ids, loaded.labels, strict=True))
+    )
+    keep = [i for i, v in enumerate(ids) if labels_by_id.get(v) not in (None, "")]
+    if not keep:
+        raise TrainError(
+            f"No video in feature set {cfg.featureset!r} has a label. Extract with --label-from "
+            "parent or a manifest with a label column, or pass --labels CSV (video_id,label)."
+        )
+    classes = sorted({str(labels_by_id[ids[i]]) for i in keep})
+    if len(classes) < 2:
+        raise TrainError(
+            f"Only one class ({classes[0]!r}) in the labelled videos: nothing to learn."
+        )
+    class_of = {c: k for k, c in enumerate(classes)}
+    # Re-pack only the labelled videos into one contiguous tensor.
+    starts, stops = loaded.offsets[:-1][keep], loaded.offsets[1:][keep]
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    values = torch.from_numpy(loaded.values[rows].astype(np.float32))
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64))
+    kept_ids = [ids[i] for i in keep]
+    labels = np.array([class_of[str(labels_by_id[v])] for v in kept_ids], np.int64)
+    splits = [loaded.splits[i] for i in keep]
+    if cfg.split_file:
+        by_id = _split_from_file(cfg.split_file, kept_ids, cfg.split)
+        val_mask = np.array([by_id.get(v, "train") != "train" for v in kept_ids])
+        train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    elif all(s in ("train", "val", "test") for s in splits):
+        val_mask = np.array([s != "train" for s in splits])
+        train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    else:
+        groups = None
+        if cfg.group_pattern:
+            pattern = re.compile(cfg.group_pattern)
+            groups = [(m.group(0) if (m := pattern.search(v)) else v) for v in kept_ids]
+        train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed, groups)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise TrainError(
+            f"Split left {len(train_idx)} training and {len(val_idx)} validation clips."
+        )
+    return FeatureData(
+        values,
+        offsets,
+        kept_ids,
+        torch.from_numpy(labels),
+        classes,
+        train_idx,
+        val_idx,
+        fset.name,
+        fset.spec.config_hash(),
+    )
+
+
+def fit_pca(data: FeatureData, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """PCA on the training split's rows only → (mean, components (D, k))."""
+    train_rows = torch.cat(
+        [data.values[data.offsets[i] : data.offsets[i + 1]] for i in data.train_idx.tolist()]
+    )
+    if k > min(train_rows.shape):
+        raise TrainError(
+            f"--pca {k} exceeds the training data's rank limit {min(train_rows.shape)}."
+        )
+    mean = train_rows.mean(0)
+    _, _, v = torch.linalg.svd(train_rows - mean, full_matrices=False)
+    return mean, v[:k].T.contiguous()
+
+
+def sequence_index(
+    data: FeatureData,
+    clips: torch.Tensor,
+    seq_len: int,
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) row indices and validity mask. Evaluation: T rows spread uniformly. Training:
+    a random contiguous crop of T rows. Clips shorter than T are padded and masked."""
+    starts = data.offsets[clips]
+    lengths = data.lengths(clips)
+    t = torch.arange(seq_len)
+    if train:
+        slack = (lengths - seq_len).clamp_min(0)
+        offset = (torch.rand(len(clips), generator=generator) * (slack + 1).float()).floor().long()
+        pos = offset.unsqueeze(1) + t
+    else:
+        span = lengths.clamp_min(seq_len).float()
+        pos = torch.floor((t.float() + 0.5) * span.unsqueeze(1) / seq_len).long()
+        pos = torch.where(
+            lengths.unsqueeze(1) >= seq_len, pos, t.unsqueeze(0).expand(len(clips), -1)
+        )
+    mask = pos < lengths.unsqueeze(1)
+    rows = starts.unsqueeze(1) + pos.clamp_max((lengths - 1).clamp_min(0).unsqueeze(1))
+    return rows, mask
+
+
+def batch(
+    data: FeatureData,
+    clips: torch.Tensor,
+    seq_len: int,
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows, mask = sequence_index(data, clips, seq_len, train, generator)
+    x = data.values[rows] * mask.unsqueeze(-1)
+    return x, mask, data.labels[clips]

@@ -1,0 +1,236 @@
+"""Training as a recipe: setup → train_one_epoch → evaluate → save."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidfeat.config import TrainConfig
+from vidfeat.errors import TrainError
+from vidfeat.models.heads import build_head
+from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
+from vidfeat.trainer.metrics import classification_metrics
+from vidfeat.trainer.runs import append_index, new_run_dir, plot_run, write_history
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    best_epoch: int
+    seconds: float
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for, but CUDA is not available.")
+    return torch.device(name)
+
+
+def _head(cfg: TrainConfig, in_dim: int, classes: int) -> nn.Module:
+    return build_head(
+        cfg.head,
+        in_dim,
+        classes,
+        cfg.hidden,
+        cfg.layers,
+        cfg.dropout,
+        cfg.layer_norm,
+        cfg.bidirectional,
+        cfg.attention_heads,
+    )
+
+
+def _project(data: FeatureData, cfg: TrainConfig) -> tuple[FeatureData, dict[str, torch.Tensor]]:
+    if not cfg.pca:
+        return data, {}
+    mean, comps = fit_pca(data, cfg.pca)
+    projected = FeatureData(
+        (data.values - mean) @ comps,
+        data.offsets,
+        data.video_ids,
+        data.labels,
+        data.classes,
+        data.train_idx,
+        data.val_idx,
+        data.featureset,
+        data.config_hash,
+    )
+    return projected, {"pca_mean": mean, "pca_components": comps}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: FeatureData, clips: np.ndarray, cfg: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, float]:
+    model.eval()
+    logits = []
+    idx = torch.from_numpy(clips)
+    for i in range(0, len(idx), 256):
+        x, mask, _ = batch(data, idx[i : i + 256], cfg.seq_len, train=False)
+        logits.append(model(x.to(device), mask.to(device)).float().cpu())
+    out = torch.cat(logits)
+    loss = nn.functional.cross_entropy(out, data.labels[idx]).item()
+    return out, loss
+
+
+def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    data = data if data is not None else load_data(cfg)
+    data, pca_state = _project(data, cfg)
+    n_classes = len(data.classes)
+    model = _head(cfg, data.dim, n_classes).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(data.train_idx) / cfg.batch_size))
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    weight = None
+    if cfg.class_weights:
+        counts = torch.bincount(
+            data.labels[torch.from_numpy(data.train_idx)], minlength=n_classes
+        ).float()
+        weight = (counts.sum() / counts.clamp_min(1) / n_classes).to(device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_idx = torch.from_numpy(data.train_idx)
+    history: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
+    amp = device.type == "cuda"
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        running, seen = 0.0, 0
+        for i in range(0, len(order), cfg.batch_size):
+            clips = order[i : i + cfg.batch_size]
+            if len(clips) < 2 and cfg.head == "seed":
+                continue  # BatchNorm needs two samples
+            x, mask, y = batch(data, clips, cfg.seq_len, train=True, generator=generator)
+            x, mask, y = x.to(device), mask.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model(x, mask).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            running += loss.item() * len(clips)
+            seen += len(clips)
+        logits, val_loss = evaluate(model, data, data.val_idx, cfg, device)
+        top1 = classification_metrics(
+            logits, data.labels[torch.from_numpy(data.val_idx)], data.classes
+        )["top1"]
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": running / max(seen, 1),
+                "val_loss": val_loss,
+                "val_top1": top1,
+                "lr": float(scheduler.get_last_lr()[0]),
+            }
+        )
+        if verbose:
+            print(
+                f"epoch {epoch:3d}  train {running / max(seen, 1):.4f}  "
+                f"val {val_loss:.4f}  top1 {top1:.3f}"
+            )
+        if top1 > best[0]:
+            best = (
+                top1,
+                epoch,
+                {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            )
+        elif epoch - best[1] >= cfg.patience:
+            break
+    model.load_state_dict(best[2])
+    logits, _ = evaluate(model, data, data.val_idx, cfg, device)
+    metrics = classification_metrics(
+        logits, data.labels[torch.from_numpy(data.val_idx)], data.classes
+    )
+    metrics |= {
+        "best_epoch": best[1],
+        "epochs_run": len(history),
+        "train_clips": len(data.train_idx),
+        "val_clips": len(data.val_idx),
+    }
+    run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
+    save_run(run_dir, cfg, data, model, pca_state, metrics, history)
+    seconds = time.perf_counter() - start
+    append_index(
+        cfg.runs_dir,
+        {
+            "run": str(run_dir),
+            "head": cfg.head,
+            "featureset": data.featureset,
+            "hidden": cfg.hidden,
+            "lr": cfg.lr,
+            "seq_len": cfg.seq_len,
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            "macro_f1": metrics["macro_f1"],
+            "best_epoch": best[1],
+            "seconds": round(seconds, 2),
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    return RunResult(run_dir, metrics, best[1], seconds)
+
+
+def save_run(
+    run_dir: Path,
+    cfg: TrainConfig,
+    data: FeatureData,
+    model: nn.Module,
+    pca_state: dict[str, torch.Tensor],
+    metrics: dict[str, Any],
+    history: list[dict[str, float]],
+) -> None:
+    config = cfg.to_dict() | {
+        "featureset_config_hash": data.config_hash,
+        "classes": data.classes,
+        "in_dim": data.dim,
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_history(run_dir, history)
+    # Plain tensors and JSON-able metadata only: loads with torch.load(weights_only=True).
+    torch.save(
+        {"state_dict": model.state_dict(), **pca_state, "config": json.dumps(config)},
+        run_dir / "model.pt",
+    )
+    plot_run(run_dir, history, metrics)
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor]]:
+    path = Path(run_dir)
+    if not (path / "model.pt").exists():
+        raise TrainError(f"{path} is not a run directory (no model.pt).")
+    ckpt = torch.load(path / "model.pt", map_location=device, weights_only=True)
+    config = json.loads(ckpt["config"])
+    fields = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**fields)
+    model = _head(cfg, config["pca"] or config["in_dim"], len(config["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    pca = {k: ckpt[k] for k in ("pca_mean", "pca_components") if k in ckpt}
+    return model.eval(), config, pca

@@ -1,0 +1,102 @@
+"""Using a trained run: re-evaluate it from the store, or predict labels for new videos
+(extracted with the run's feature-set spec through the pipeline's single-process path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidfeat.config import BackboneConfig, SamplingConfig, TrainConfig
+from vidfeat.errors import TrainError
+from vidfeat.store import open_store
+from vidfeat.trainer.data import batch, load_data
+from vidfeat.trainer.loop import load_run
+from vidfeat.trainer.metrics import classification_metrics
+
+
+def _check_featureset(config: dict[str, Any]) -> Any:
+    fset = open_store(config["store"], mode="r").get_featureset(config["featureset"])
+    if fset.spec.config_hash() != config["featureset_config_hash"]:
+        raise TrainError(
+            f"Run was trained on another version of feature set {config['featureset']!r} "
+            "(config hash differs); retrain it on this feature set."
+        )
+    return fset
+
+
+def evaluate_run(run: str | Path) -> dict[str, Any]:
+    model, config, pca = load_run(run)
+    _check_featureset(config)
+    fields = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**fields)
+    data = load_data(cfg)
+    if data.classes != config["classes"]:
+        raise TrainError(f"Classes changed since the run: {data.classes} vs {config['classes']}.")
+    if pca:
+        data.values = (data.values - pca["pca_mean"]) @ pca["pca_components"]
+    clips = torch.from_numpy(data.val_idx)
+    x, mask, y = batch(data, clips, cfg.seq_len, train=False)
+    with torch.no_grad():
+        logits = model(x, mask)
+    return classification_metrics(logits, y, data.classes)
+
+
+def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    from vidfeat.pipeline.discovery import VideoInput
+    from vidfeat.pipeline.engine import get_backbone, run_videos
+
+    model, config, pca = load_run(run)
+    fset = _check_featureset(config)
+    spec = fset.spec
+    backbone_cfg = dict(fset.meta.get("backbone_config", {}))
+    backbone = get_backbone(
+        BackboneConfig(
+            spec.backbone, backbone_cfg.get("weights", "DEFAULT"), "auto", spec.precision
+        )
+    )
+    if backbone.weights_id != spec.weights_id:
+        raise TrainError(f"Backbone weights differ from the feature set's ({spec.weights_id}).")
+    s = spec.sampling
+    sampling = SamplingConfig(
+        mode=s["mode"],
+        frames=s.get("frames", 16),
+        fps=s.get("fps", 1.0),
+        stride=s.get("stride", 1),
+        max_frames=s.get("max_frames"),
+    )
+    inputs = [VideoInput(Path(v).name, v) for v in videos]
+    results, _ = run_videos(inputs, backbone, sampling, 16)
+    out: list[dict[str, Any]] = []
+    classes = config["classes"]
+    for r in results:
+        if r.error is not None:
+            out.append({"video": r.video.path, "error": str(r.error)})
+            continue
+        feats = torch.from_numpy(np.concatenate(r.features).astype(np.float16).astype(np.float32))
+        if pca:
+            feats = (feats - pca["pca_mean"]) @ pca["pca_components"]
+        t = config["seq_len"]
+        n = len(feats)
+        pos = (
+            torch.floor((torch.arange(t) + 0.5) * max(n, t) / t).long()
+            if n >= t
+            else torch.arange(t)
+        )
+        mask = pos < n
+        x = feats[pos.clamp_max(n - 1)] * mask.unsqueeze(-1)
+        with torch.no_grad():
+            probs = torch.softmax(model(x.unsqueeze(0), mask.unsqueeze(0)), 1)[0]
+        top = probs.topk(min(top_k, len(classes)))
+        out.append(
+            {
+                "video": r.video.path,
+                "top": [
+                    {"label": classes[int(i)], "prob": float(p)}
+                    for p, i in zip(top.values, top.indices, strict=True)
+                ],
+            }
+        )
+    return out
