@@ -21,7 +21,7 @@ CTX = mp.get_context("spawn")
 def _writer(root: str, part_id: str, videos: dict[str, int], barrier: object) -> None:
     store = open_store(root)
     fset = store.create_featureset("fs", make_spec())
-    barrier.wait(30)  # type: ignore[attr-defined]
+    barrier.wait(120)  # spawn + imports can be slow on a loaded box  # type: ignore[attr-defined]
     result = write_part(fset, part_id, videos)
     sys.exit(0 if result.won else 3)  # type: ignore[attr-defined]
 

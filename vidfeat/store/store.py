@@ -95,7 +95,9 @@ def open_store(url: str | Path, mode: str = "a") -> Store:
         return Store(fs)
     if mode == "r":
         raise StoreError(f"No vidfeat store at {fs.url} (no {STORE_MARKER}).")
-    if fs.listdir("") and not fs.exists("featuresets"):
+    # Ignore another creator's temporary marker file: two processes may create a store at once.
+    foreign = [n for n in fs.listdir("") if not n.startswith(".tmp-") and n != STORE_MARKER]
+    if foreign and not fs.exists("featuresets"):
         raise StoreError(
             f"{fs.url} exists, is not empty and is not a vidfeat store. "
             "Give an empty or new folder."
