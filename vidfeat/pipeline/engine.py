@@ -61,13 +61,18 @@ class VideoResult:
 
 
 def _decode_worker(
-    slot: int, v: VideoInput, task: PartTask, geometry: Geometry, out: queue.Queue[Any]
+    slot: int,
+    v: VideoInput,
+    sampling: SamplingConfig,
+    timeout_s: float,
+    geometry: Geometry,
+    out: queue.Queue[Any],
 ) -> None:
     """Runs in a decode thread: pushes frame chunks, then a final 'done' or 'error'."""
     try:
         index = probe(v.path)
-        selected = select_frames(index.seconds, index.end_s, task.sampling)
-        deadline = time.monotonic() + task.timeout_s
+        selected = select_frames(index.seconds, index.end_s, sampling)
+        deadline = time.monotonic() + timeout_s
         for chunk in decode_selected(v.path, index, selected, geometry, deadline):
             out.put(("frames", slot, chunk))
         out.put(("done", slot, (index, file_sha256(v.path))))
@@ -93,9 +98,6 @@ def run_videos(
     results = [VideoResult(v) for v in videos]
     # Bounded: decoders wait when inference falls behind, so memory stays flat.
     q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
-    task = PartTask(
-        "", "", "", tuple(videos), BackboneConfig(), sampling, decode_threads, timeout_s
-    )
     stats = {"model_s": 0.0, "frames": 0.0}
     pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
     pending_rows = 0
@@ -121,7 +123,7 @@ def run_videos(
 
     with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
         for slot, v in enumerate(videos):
-            pool.submit(_decode_worker, slot, v, task, geometry, q)
+            pool.submit(_decode_worker, slot, v, sampling, timeout_s, geometry, q)
         finished = 0
         while finished < len(videos):
             try:  # inference never idles while frames are waiting

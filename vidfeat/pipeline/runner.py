@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidfeat.config import ExtractConfig
-from vidfeat.errors import VidfeatError
 from vidfeat.pipeline.discovery import VideoInput, discover
 from vidfeat.pipeline.engine import PartTask, run_part
 from vidfeat.store import FeatureSet, FeatureSetSpec, open_store
@@ -219,7 +218,5 @@ def _run(
                         )
             except KeyboardInterrupt:
                 client.cancel(list(futures.futures))
-                raise
-            except VidfeatError:
                 raise
             report.frames_per_s = frames / max(time.perf_counter() - t0, 1e-9)
