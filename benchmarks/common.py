@@ -35,3 +35,17 @@ def timed_fresh(
 def verdict(ratio: float, target: float, higher_is_better: bool = True) -> str:
     ok = ratio >= target if higher_is_better else ratio <= target
     return "PASS" if ok else "MISS"
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, list[float]]:
+    """Times of each candidate, run round by round (a, b, c, a, b, c, …) so that a candidate and
+    its bound see the same machine state; compare them round by round."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,37 @@ def _check_values(video_id: str, values: np.ndarray, dtype: str) -> None:
         )
 
 
+class _RowSlabs:
+    """The part's rows, appended into a few large preallocated slabs in the stored dtype. The
+    append is the one copy a write needs anyway (the cast to float16), and the writers then
+    hand each slab to the disk in one call: writing thousands of small per-video arrays was 2x
+    slower than writing the same bytes in big pieces."""
+
+    SLAB_BYTES = 32 << 20
+
+    def __init__(self, dim: int, dtype: np.dtype[Any]) -> None:
+        self.dim, self.dtype = dim, dtype
+        self.slab_rows = max(1, self.SLAB_BYTES // (dim * dtype.itemsize))
+        self._slabs: list[np.ndarray] = []
+        self._fill = 0  # rows used in the last slab
+
+    def append(self, values: np.ndarray) -> None:
+        done = 0
+        while done < len(values):
+            if not self._slabs or self._fill == len(self._slabs[-1]):
+                self._slabs.append(np.empty((self.slab_rows, self.dim), self.dtype))
+                self._fill = 0
+            take = min(len(values) - done, self.slab_rows - self._fill)
+            np.copyto(self._slabs[-1][self._fill : self._fill + take], values[done : done + take])
+            self._fill += take
+            done += take
+
+    def blocks(self) -> tuple[np.ndarray, ...]:
+        if not self._slabs:
+            return ()
+        return (*self._slabs[:-1], self._slabs[-1][: self._fill])
+
+
 class PartWriter:
     """``with fs.writer(part_id) as w: w.add_video(...); w.add_failure(...); w.commit()``.
 
@@ -66,7 +97,7 @@ class PartWriter:
         self.rel_path = f"parts/{part_id}-{self.attempt}{fmt.suffix}"
         self._videos: list[VideoRecord] = []
         self._ids: set[str] = set()
-        self._values: list[np.ndarray] = []
+        self._values = _RowSlabs(featureset.spec.feature_dim, np.dtype(featureset.spec.dtype))
         self._pts: list[np.ndarray] = []
         self._frames: list[np.ndarray] = []
         self._failures: list[FailureRecord] = []
@@ -93,7 +124,7 @@ class PartWriter:
             raise StoreError(f"Video {record.video_id!r} added twice to part {self.part_id}.")
         self._videos.append(record)
         self._ids.add(record.video_id)
-        self._values.append(values.astype(spec.dtype, copy=False))
+        self._values.append(values)
         self._pts.append(np.asarray(pts, np.float64))
         self._frames.append(np.asarray(frame_index, np.int64))
 
@@ -105,14 +136,13 @@ class PartWriter:
         counts = [v.n_rows for v in self._videos]
         offsets = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        if self._values:
-            values = np.concatenate(self._values)
+        if self._pts:
             pts = np.concatenate(self._pts)
             frames = np.concatenate(self._frames)
         else:
-            values = np.zeros((0, spec.feature_dim), spec.dtype)
             pts, frames = np.zeros(0, np.float64), np.zeros(0, np.int64)
-        return PartArrays(values, offsets, pts, frames)
+        dtype = np.dtype(spec.dtype)
+        return PartArrays(self._values.blocks(), spec.feature_dim, dtype, offsets, pts, frames)
 
     def commit(self) -> CommitResult:
         if self._done:
