@@ -426,6 +426,7 @@ def sweep_cmd(
     epochs: int | None = typer.Option(None, help="Max epochs per run."),
     runs_dir: str | None = typer.Option(None, help="Where runs go (default ./runs)."),
     seed: int | None = typer.Option(None, help="Random seed."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Configs trained in parallel processes."),
 ) -> None:
     """Run every combination of a grid on features loaded once; print the leaderboard."""
     from vidfeat.trainer.sweep import parse_grid, sweep
@@ -434,7 +435,19 @@ def sweep_cmd(
     cfg = _train_config(
         store, featureset, {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}, None
     )
-    results = sweep(cfg, parse_grid(items))
+    configs = parse_grid(items)
+    typer.echo(f"sweep: {len(configs)} configs, {jobs} job(s)")
+
+    def report(overrides: dict[str, Any], result: Any) -> None:
+        label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        typer.echo(f"  done  {label}: val top-1 {result.metrics['top1']:.3f}")
+
+    swept = sweep(cfg, configs, jobs=jobs, on_result=report)
+    typer.echo(
+        f"features loaded once in {swept.load_seconds:.1f} s; "
+        f"sweep took {swept.total_seconds:.1f} s in all"
+    )
+    results = swept.results
     rows = [
         [
             ", ".join(f"{k}={v}" for k, v in o.items()),

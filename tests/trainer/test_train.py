@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -148,3 +149,34 @@ def test_cli_train_sweep_runs(featureset: tuple[str, str], tmp_path: Path) -> No
         {"head": "lstm", "lr": 1e-3},
         {"head": "gru", "lr": 1e-3},
     ]
+
+
+def test_parallel_sweep_matches_serial_and_loads_once(
+    featureset: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidfeat.trainer import sweep as sweep_module
+
+    store, name = featureset
+    loads = []
+    real_load = sweep_module.load_data
+    monkeypatch.setattr(sweep_module, "load_data", lambda cfg: loads.append(1) or real_load(cfg))
+    base = TrainConfig(store=store, featureset=name, epochs=2, hidden=16)
+    grid = parse_grid(["head=meanpool,gru", "seed=0,1"])
+    serial = sweep_module.sweep(
+        dataclasses.replace(base, runs_dir=str(tmp_path / "serial")), grid, jobs=1
+    )
+    parallel = sweep_module.sweep(
+        dataclasses.replace(base, runs_dir=str(tmp_path / "parallel")), grid, jobs=2
+    )
+    assert len(loads) == 2  # once per sweep, whatever the seeds and jobs
+
+    def by_config(results: list) -> dict:
+        return {tuple(sorted(o.items())): r.metrics["top1"] for o, r in results}
+
+    assert by_config(serial.results) == by_config(parallel.results)
+    assert 0 < parallel.load_seconds < parallel.total_seconds
+    run_dirs = {r.run_dir for _, r in parallel.results}
+    assert len(run_dirs) == 4 and all((d / "model.pt").exists() for d in run_dirs)
+    assert len((tmp_path / "parallel" / "index.jsonl").read_text().splitlines()) == 4
+    with pytest.raises(ConfigError, match="changes which features are loaded"):
+        parse_grid(["featureset=a,b"])

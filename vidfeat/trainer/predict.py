@@ -36,7 +36,7 @@ def evaluate_run(run: str | Path) -> dict[str, Any]:
     if data.classes != config["classes"]:
         raise TrainError(f"Classes changed since the run: {data.classes} vs {config['classes']}.")
     if pca:
-        data.values = (data.values - pca["pca_mean"]) @ pca["pca_components"]
+        data.values = (data.values.float() - pca["pca_mean"]) @ pca["pca_components"]
     clips = torch.from_numpy(data.val_idx)
     x, mask, y = batch(data, clips, cfg.seq_len, train=False)
     with torch.no_grad():

@@ -14,12 +14,15 @@ from vidfeat.errors import TrainError
 def new_run_dir(runs_dir: str, head: str, name: str | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(runs_dir) / (name or f"{stamp}-{head}")
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    while True:  # mkdir is the claim: parallel sweep jobs never share a directory
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:

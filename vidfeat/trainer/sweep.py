@@ -1,21 +1,45 @@
-"""Grid sweeps over training configs: features loaded once, every config run, leaderboard."""
+"""Grid sweeps over training configs: features loaded once, every config run (in parallel
+processes with ``jobs > 1``), leaderboard."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
+
+import torch
 
 from vidfeat.config import TrainConfig
 from vidfeat.errors import ConfigError
-from vidfeat.trainer.data import load_data
+from vidfeat.trainer.data import FeatureData, load_data, with_split
 from vidfeat.trainer.loop import RunResult, train
+
+# Keys that decide what is loaded; a sweep loads once, so they cannot vary within one.
+LOAD_KEYS = ("store", "featureset", "labels")
+
+SweepResult = tuple[dict[str, Any], RunResult]
+
+
+@dataclasses.dataclass(slots=True)
+class SweepReport:
+    results: list[SweepResult]  # in completion order
+    load_seconds: float  # reading the features from the store, paid once
+    total_seconds: float
 
 
 def _coerce(key: str, text: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if key not in fields:
         raise ConfigError(f"Unknown sweep key {key!r}. Keys: {', '.join(sorted(fields))}.")
+    if key in LOAD_KEYS:
+        raise ConfigError(
+            f"Sweep key {key!r} changes which features are loaded; a sweep loads them once. "
+            "Run one sweep per value instead."
+        )
     kind = str(fields[key].type)
     try:
         if "bool" in kind:
@@ -34,29 +58,61 @@ def parse_grid(items: list[str]) -> list[dict[str, Any]]:
     axes = []
     for item in items:
         key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
         if not sep or not values:
             raise ConfigError(f"Invalid grid item {item!r}: use key=v1,v2.")
-        axes.append(
-            [
-                (key.strip().replace("-", "_"), _coerce(key.strip().replace("-", "_"), v))
-                for v in values.split(",")
-            ]
-        )
+        axes.append([(key, _coerce(key, v)) for v in values.split(",")])
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def sweep(base: TrainConfig, grid: list[dict[str, Any]]) -> list[tuple[dict[str, Any], RunResult]]:
-    """Run every config on features loaded once (PCA and splits per config stay correct
-    because they depend only on the config's own seed and options)."""
+def _init_job(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _train_job(cfg: TrainConfig, data: FeatureData) -> RunResult:
+    return train(cfg, data=with_split(data, cfg))
+
+
+def sweep(
+    base: TrainConfig,
+    grid: list[dict[str, Any]],
+    jobs: int = 1,
+    on_result: Callable[[dict[str, Any], RunResult], None] | None = None,
+) -> SweepReport:
+    """Run every config of ``grid`` on features loaded from the store once.
+
+    With ``jobs > 1`` the configs run in that many spawned processes, each with an equal share
+    of the cores; the feature tensor goes to them through shared memory, not a copy or a
+    reload. Splits and PCA are recomputed per config (they depend on its seed and options)."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1 (got {jobs}).")
+    configs = [dataclasses.replace(base, **overrides) for overrides in grid]
+    start = time.perf_counter()
     data = load_data(base)
-    results = []
-    for overrides in grid:
-        cfg = dataclasses.replace(base, **overrides)
-        reuse = (
-            data
-            if (cfg.seed, cfg.split_file, cfg.val_fraction, cfg.group_pattern, cfg.labels)
-            == (base.seed, base.split_file, base.val_fraction, base.group_pattern, base.labels)
-            else None
-        )
-        results.append((overrides, train(cfg, data=reuse)))
-    return results
+    load_seconds = time.perf_counter() - start
+    results: list[SweepResult] = []
+
+    def done(overrides: dict[str, Any], result: RunResult) -> None:
+        results.append((overrides, result))
+        if on_result is not None:
+            on_result(overrides, result)
+
+    if jobs == 1 or len(configs) == 1:
+        for overrides, cfg in zip(grid, configs, strict=True):
+            done(overrides, _train_job(cfg, data))
+        return SweepReport(results, load_seconds, time.perf_counter() - start)
+    data.values.share_memory_()
+    data.offsets.share_memory_()
+    data.labels.share_memory_()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = torch.multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(jobs, len(configs)), mp_context=ctx, initializer=_init_job, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(_train_job, cfg, data): overrides
+            for overrides, cfg in zip(grid, configs, strict=True)
+        }
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    return SweepReport(results, load_seconds, time.perf_counter() - start)
