@@ -464,17 +464,21 @@ def sweep_cmd(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
+    split: str = typer.Option("val", "--split", help="Clips to score: val, train or all."),
+    split_file: str | None = typer.Option(
+        None, "--split-file", help="Another split definition (UCF101 testlist or CSV)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Re-evaluate a run on its validation split from the store."""
+    """Re-evaluate a run from the store, on its validation split by default."""
     from vidfeat.trainer.predict import evaluate_run
 
-    m = evaluate_run(run)
+    m = evaluate_run(run, split, split_file)
     if as_json:
         typer.echo(json.dumps(m, indent=2))
         return
     typer.echo(
-        f"val top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  "
+        f"{split} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  "
         f"macro-F1 {m['macro_f1']:.3f}  (n={m['n']})"
     )
 

@@ -88,6 +88,10 @@ def test_run_directory_and_reloaded_checkpoint(featureset: tuple[str, str], tmp_
     again = evaluate_run(res.run_dir)
     assert again["top1"] == pytest.approx(res.metrics["top1"])
     assert again["confusion"] == res.metrics["confusion"]
+    everything = evaluate_run(res.run_dir, split="all")
+    assert everything["n"] == res.metrics["train_clips"] + res.metrics["val_clips"]
+    with pytest.raises(TrainError, match="Invalid --split 'test'"):
+        evaluate_run(res.run_dir, split="test")
     _, config, pca = load_run(res.run_dir)
     assert config["pca"] == 16 and pca["pca_components"].shape[1] == 16
     assert (tmp_path / "index.jsonl").read_text().count("\n") == 1

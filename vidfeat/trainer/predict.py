@@ -12,8 +12,8 @@ import torch
 from vidfeat.config import BackboneConfig, SamplingConfig, TrainConfig
 from vidfeat.errors import TrainError
 from vidfeat.store import open_store
-from vidfeat.trainer.data import batch, load_data
-from vidfeat.trainer.loop import load_run
+from vidfeat.trainer.data import load_data
+from vidfeat.trainer.loop import evaluate, load_run
 from vidfeat.trainer.metrics import classification_metrics
 
 
@@ -27,21 +27,34 @@ def _check_featureset(config: dict[str, Any]) -> Any:
     return fset
 
 
-def evaluate_run(run: str | Path) -> dict[str, Any]:
+SPLITS = ("val", "train", "all")
+
+
+def evaluate_run(
+    run: str | Path, split: str = "val", split_file: str | None = None
+) -> dict[str, Any]:
+    """Metrics of a run on its validation split (or ``train`` / ``all``), re-read from the
+    store. ``split_file`` replaces the run's split definition, e.g. a UCF101 testlist."""
+    if split not in SPLITS:
+        raise TrainError(f"Invalid --split {split!r}. Choose from: {', '.join(SPLITS)}.")
     model, config, pca = load_run(run)
     _check_featureset(config)
     fields = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    if split_file is not None:
+        fields["split_file"] = split_file
     cfg = TrainConfig(**fields)
     data = load_data(cfg)
     if data.classes != config["classes"]:
         raise TrainError(f"Classes changed since the run: {data.classes} vs {config['classes']}.")
     if pca:
         data.values = (data.values.float() - pca["pca_mean"]) @ pca["pca_components"]
-    clips = torch.from_numpy(data.val_idx)
-    x, mask, y = batch(data, clips, cfg.seq_len, train=False)
-    with torch.no_grad():
-        logits = model(x, mask)
-    return classification_metrics(logits, y, data.classes)
+    chosen = {
+        "val": data.val_idx,
+        "train": data.train_idx,
+        "all": np.arange(len(data.video_ids)),
+    }[split]
+    logits, _ = evaluate(model, data, chosen, cfg, torch.device("cpu"))
+    return classification_metrics(logits, data.labels[torch.from_numpy(chosen)], data.classes)
 
 
 def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
