@@ -309,7 +309,11 @@ def extract(
     flags.pop("config"), flags.pop("quiet")
     file_values = read_config_file(config) if config else {}
     cfg = build_extract_config(merge_options(_EXTRACT_KEYS, file_values, flags, str(config)))
-    rep = run_extract(cfg, progress=not quiet)
+    try:
+        rep = run_extract(cfg, progress=not quiet)
+    except KeyboardInterrupt:  # Typer would exit 130 silently
+        typer.echo("interrupted: committed parts are intact; rerun to resume", err=True)
+        raise typer.Exit(130) from None
     skipped = f", {rep.videos_skipped} already stored" if rep.videos_skipped else ""
     typer.echo(
         f"{rep.featureset}: {rep.videos_done} videos, {rep.rows} rows, {len(rep.failures)} failed"
@@ -534,9 +538,6 @@ def main() -> None:
     except VidfeatError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: committed parts are intact; rerun to resume", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

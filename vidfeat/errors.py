@@ -75,6 +75,7 @@ DECODE_ERROR_KINDS = (
     "unsupported",
     "zero_frames",
     "timeout",
+    "crashed",
     "error",
 )
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import av
@@ -16,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from tests.pipeline.cluster import BIN, dask_cluster, wait_for_workers
 from vidfeat.cli import app
 from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
 from vidfeat.models.registry import create_backbone
@@ -145,55 +143,13 @@ def test_cli_extract_strict_exit_code(dataset: Path, tmp_path: Path) -> None:
     assert out.exit_code != 0 and "framez" in str(out.exception)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.cluster
 def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    scheduler = subprocess.Popen(
-        [
-            str(bin_dir / "dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-dashboard",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"tcp://127.0.0.1:{port}"
-    workers = [
-        subprocess.Popen(
-            [
-                str(bin_dir / "dask"),
-                "worker",
-                address,
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
-    try:
-        from dask.distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_cluster(2) as cluster:
+        wait_for_workers(cluster.address, 2)
         out = subprocess.run(
             [
-                str(bin_dir / "vidfeat"),
+                str(BIN / "vidfeat"),
                 "extract",
                 str(dataset),
                 "--store",
@@ -203,7 +159,7 @@ def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> No
                 "--frames",
                 "4",
                 "--scheduler",
-                address,
+                cluster.address,
                 "-q",
                 "--videos-per-part",
                 "1",
@@ -212,17 +168,6 @@ def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> No
             text=True,
             timeout=180,
         )
-        assert out.returncode == 0, out.stderr
-        fset = open_store(tmp_path / "s").get_featureset(
-            open_store(tmp_path / "s").featuresets()[0]
-        )
-        assert len(fset.load().video_ids) == 6
-    finally:
-        for p in [*workers, scheduler]:
-            p.terminate()
-        for p in [*workers, scheduler]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        time.sleep(0.1)
+    assert out.returncode == 0, out.stderr
+    fset = open_store(tmp_path / "s").get_featureset(open_store(tmp_path / "s").featuresets()[0])
+    assert len(fset.load().video_ids) == 6

@@ -16,9 +16,9 @@ import numpy as np
 from vidfeat.config import BackboneConfig, SamplingConfig
 from vidfeat.errors import VideoDecodeError
 from vidfeat.models.backbone import Backbone
-from vidfeat.pipeline.decode import Geometry, VideoIndex, decode_selected, file_sha256, probe
+from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
-from vidfeat.pipeline.sampling import select_frames
+from vidfeat.pipeline.sandbox import POOL
 
 _MODELS: dict[tuple[str, str, str, str], Backbone] = {}  # per-process cache, not configuration
 _MODELS_LOCK = threading.Lock()
@@ -68,18 +68,20 @@ def _decode_worker(
     geometry: Geometry,
     out: queue.Queue[Any],
 ) -> None:
-    """Runs in a decode thread: pushes frame chunks, then a final 'done' or 'error'."""
+    """Runs in a decode thread: has a sandboxed child decode the video, pushes its frame
+    chunks, then a final 'done' or 'error'."""
+    decoder = POOL.acquire()
     try:
-        index = probe(v.path)
-        selected = select_frames(index.seconds, index.end_s, sampling)
-        deadline = time.monotonic() + timeout_s
-        for chunk in decode_selected(v.path, index, selected, geometry, deadline):
-            out.put(("frames", slot, chunk))
-        out.put(("done", slot, (index, file_sha256(v.path))))
+        index, sha256 = decoder.decode(
+            v.path, sampling, geometry, timeout_s, lambda chunk: out.put(("frames", slot, chunk))
+        )
+        out.put(("done", slot, (index, sha256)))
     except VideoDecodeError as e:
         out.put(("error", slot, e))
     except Exception as e:  # a bug or an exotic failure must still be recorded, not lost
         out.put(("error", slot, VideoDecodeError("error", f"{v.path}: {type(e).__name__}: {e}")))
+    finally:
+        POOL.release(decoder)
 
 
 def run_videos(

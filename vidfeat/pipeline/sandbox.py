@@ -1,0 +1,201 @@
+"""Decoding in child processes, so that a decoder that crashes (a segfault in FFmpeg) or hangs
+inside C code costs one video, never the worker.
+
+Each decode slot owns one long-lived child (``python -m vidfeat.pipeline.sandbox``) that
+decodes one video at a time and streams the frame chunks back over its stdout as
+length-prefixed pickles. The parent reads with a deadline: if the child dies mid-video the
+video fails with kind ``crashed``; if it is silent past the timeout it is killed and the video
+fails with kind ``timeout``. Either way the slot starts a fresh child for the next video.
+
+Children are plain subprocesses (not multiprocessing), because Dask runs its workers as
+daemonic processes, which multiprocessing does not allow to have children. The pickles only
+ever come from a child this module started, running vidfeat's own code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from vidfeat.config import SamplingConfig
+from vidfeat.errors import VideoDecodeError
+
+_HEADER = struct.Struct("<Q")
+# Fault injection for the tests: a child asked to decode a path containing the text in
+# CRASH_ENV kills itself with SIGSEGV, the way a crashing decoder would; with HANG_ENV it
+# stops answering, the way a decoder stuck in C would.
+CRASH_ENV = "VIDFEAT_FAULT_DECODER_CRASH"
+HANG_ENV = "VIDFEAT_FAULT_DECODER_HANG"
+_KILL_GRACE_S = 5.0  # beyond the cooperative timeout before the child is killed
+
+
+def _write(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+class _Silent(Exception):
+    """The child sent nothing before the deadline."""
+
+
+def _read_exact(fd: int, n: int, deadline: float) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise _Silent
+        block = os.read(fd, min(n - got, 1 << 20))
+        if not block:
+            raise EOFError
+        parts.append(block)
+        got += len(block)
+    return b"".join(parts)
+
+
+class DecoderProcess:
+    """One child decoder, one video at a time. Not thread-safe: one per decode slot."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "vidfeat.pipeline.sandbox"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        return self._proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self._proc = None
+
+    def decode(
+        self,
+        path: str,
+        sampling: SamplingConfig,
+        geometry: Any,
+        timeout_s: float,
+        on_chunk: Callable[[Any], None],
+    ) -> Any:
+        """Decode one video in the child: ``on_chunk`` gets each DecodedChunk; returns
+        (index, sha256). Failures, crashes and hangs raise VideoDecodeError."""
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        deadline = time.monotonic() + timeout_s + _KILL_GRACE_S
+        finished = False
+        try:
+            _write(proc.stdin, (path, sampling, geometry, timeout_s))
+            while True:
+                size = _HEADER.unpack(_read_exact(proc.stdout.fileno(), _HEADER.size, deadline))
+                kind, payload = pickle.loads(_read_exact(proc.stdout.fileno(), size[0], deadline))
+                if kind == "frames":
+                    on_chunk(payload)
+                    continue
+                finished = True
+                if kind == "done":
+                    return payload
+                raise VideoDecodeError(*payload)
+        except _Silent:
+            raise VideoDecodeError(
+                "timeout", f"{path}: the decoder hung for over {timeout_s:g} s and was killed"
+            ) from None
+        except (EOFError, BrokenPipeError):
+            code = proc.wait()
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            raise VideoDecodeError(
+                "crashed", f"{path}: the decoder process died ({how}) on this video"
+            ) from None
+        finally:
+            if not finished:  # mid-video: the child is dead, hung, or its state is unknown
+                self._kill()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()  # EOF: the child exits its loop
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._proc = None
+
+
+class DecoderPool:
+    """The decode slots of one worker process, reused across parts."""
+
+    def __init__(self) -> None:
+        self._free: list[DecoderProcess] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> DecoderProcess:
+        with self._lock:
+            return self._free.pop() if self._free else DecoderProcess()
+
+    def release(self, decoder: DecoderProcess) -> None:
+        with self._lock:
+            self._free.append(decoder)
+
+    def close(self) -> None:
+        with self._lock:
+            for decoder in self._free:
+                decoder.close()
+            self._free.clear()
+
+
+POOL = DecoderPool()  # per-process, like the backbone cache
+
+
+def _serve() -> None:
+    """The child's loop: one request in, its messages out, until stdin closes."""
+    import signal
+
+    from vidfeat.pipeline.decode import decode_selected, file_sha256, probe
+    from vidfeat.pipeline.sampling import select_frames
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
+    crash_on, hang_on = os.environ.get(CRASH_ENV), os.environ.get(HANG_ENV)
+    while True:
+        header = stdin.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        path, sampling, geometry, timeout_s = pickle.loads(stdin.read(_HEADER.unpack(header)[0]))
+        if crash_on and crash_on in path:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if hang_on and hang_on in path:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            time.sleep(3600)
+        try:
+            index = probe(path)
+            selected = select_frames(index.seconds, index.end_s, sampling)
+            deadline = time.monotonic() + timeout_s
+            for chunk in decode_selected(path, index, selected, geometry, deadline):
+                _write(stdout, ("frames", chunk))
+            _write(stdout, ("done", (index, file_sha256(path))))
+        except VideoDecodeError as e:
+            _write(stdout, ("error", (e.kind, e.message)))
+        except Exception as e:  # a bug or an exotic failure must still be recorded
+            _write(stdout, ("error", ("error", f"{path}: {type(e).__name__}: {e}")))
+
+
+if __name__ == "__main__":
+    _serve()
