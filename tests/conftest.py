@@ -36,6 +36,19 @@ def read_index(frame: np.ndarray) -> int:
     return value
 
 
+def rotate_mp4(src: Path, dst: Path) -> None:
+    """Copy an MP4 with the 90°-clockwise display matrix in its track header, as phones write
+    portrait video."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    pos = data.find(identity, data.find(b"tkhd"))
+    assert pos > 0, f"no identity matrix in the tkhd of {src}"
+    data[pos : pos + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    dst.write_bytes(bytes(data))
+
+
 CODECS = {
     # name: (extension, encoder, pixel format, lossless options)
     "h264": ("mp4", "libx264", "yuv420p", {"qp": "0", "preset": "ultrafast"}),

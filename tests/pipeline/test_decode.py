@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import MakeVideo, index_frame, read_index
+from tests.conftest import MakeVideo, index_frame, read_index, rotate_mp4
 from vidfeat.config import SamplingConfig
 from vidfeat.errors import VideoDecodeError
 from vidfeat.pipeline.decode import Geometry, decode_selected, probe
@@ -105,3 +105,14 @@ def test_timeout_is_reported(make_video: MakeVideo) -> None:
     index = probe(str(path))
     with pytest.raises(VideoDecodeError, match="timeout"):
         list(decode_selected(str(path), index, np.arange(30), Geometry(64, 64), deadline=0.0))
+
+
+def test_rotation_metadata_is_honoured(make_video: MakeVideo, tmp_path: Path) -> None:
+    rotated = tmp_path / "portrait.mp4"
+    rotate_mp4(make_video(n=12, h=64, w=96), rotated)
+    index = probe(str(rotated))
+    chunk = next(decode_selected(str(rotated), index, np.arange(12), Geometry(64, 64)))
+    # Displayed 90° clockwise: the index bands (horizontal in the file) stand vertical, and
+    # turning each frame back counter-clockwise reads the right index.
+    assert [read_index(np.rot90(f, k=1)) for f in chunk.frames] == list(range(12))
+    assert [read_index(f) for f in chunk.frames] != list(range(12))

@@ -166,6 +166,14 @@ def _rotation(stream: Any) -> int:
     return int(tag) % 360 if tag and str(tag).lstrip("-").isdigit() else 0
 
 
+def _frame_rotation(frame: Any, index: VideoIndex) -> int:
+    """Clockwise display rotation of a decoded frame. PyAV reports the display matrix on
+    frames (counter-clockwise degrees, FFmpeg's convention); streams expose it only in
+    older versions, which ``probe`` reads into ``index.rotation``."""
+    ccw = getattr(frame, "rotation", None)
+    return round(-float(ccw)) % 360 if ccw else index.rotation
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedChunk:
     frames: np.ndarray  # uint8 (k, crop, crop, 3)
@@ -238,7 +246,7 @@ def decode_selected(
                         continue
                     position = frame.pts
                     if frame.pts >= target:
-                        buf.append(_convert(frame, geometry, index.rotation))
+                        buf.append(_convert(frame, geometry, _frame_rotation(frame, index)))
                         buf_idx.append(int(selected[i]))
                         buf_pts.append(frame.pts * tb_num / tb_den)
                         break
