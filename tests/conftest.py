@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +123,49 @@ def broken_files(tmp_path: Path, make_video: MakeVideo) -> dict[str, tuple[Path,
     files["audio_only"] = (audio, "no_video_stream")
     files["missing"] = (folder / "does_not_exist.mp4", "not_found")
     return files
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """s3://vidfeat-test on a moto server on 127.0.0.1 (a real HTTP S3 API, no mocks). The
+    AWS_* variables point every process started from here (Dask workers too) at it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import s3fs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "s3_server.py"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "VIDFEAT_CACHE": str(tmp_path_factory.mktemp("vidfeat-cache")),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        s3fs.S3FileSystem(skip_instance_cache=True).mkdir("vidfeat-test")
+        yield "s3://vidfeat-test"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.terminate()
+        server.wait(10)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -26,7 +26,7 @@ def _writer(root: str, part_id: str, videos: dict[str, int], barrier: object) ->
     sys.exit(0 if result.won else 3)  # type: ignore[attr-defined]
 
 
-def _run_all(targets: list[tuple[str, dict[str, int]]], root: Path) -> list[int | None]:
+def _run_all(targets: list[tuple[str, dict[str, int]]], root: Path | str) -> list[int | None]:
     barrier = CTX.Barrier(len(targets))
     procs = [CTX.Process(target=_writer, args=(str(root), p, v, barrier)) for p, v in targets]
     for p in procs:

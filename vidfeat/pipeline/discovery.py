@@ -115,6 +115,53 @@ def read_manifest(path: Path) -> list[VideoInput]:
     return videos
 
 
+def _discover_url(url: str, label_from: str) -> list[VideoInput]:
+    """Videos under an fsspec URL (s3://bucket/prefix, a glob of them, or one object). Ids are
+    paths relative to the prefix; the fingerprint is (size, last-modified)."""
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(f"{url}: URL inputs need fsspec (pip install 'vidfeat[s3]').") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url, use_listings_cache=False, skip_instance_cache=True)
+        scheme = url.split("://", 1)[0]
+        if glob.has_magic(path):  # ids relative to the matches' common folder, as for paths
+            names = sorted(fs.glob(path))
+            if not names:
+                raise InputError(f"Glob {url!r} matches no objects.")
+            common = PurePosixPath(os.path.commonpath(names))
+            root = common.parent if len(names) == 1 else common
+        elif fs.isdir(path):
+            names, root = sorted(fs.find(path)), PurePosixPath(path)
+        elif fs.exists(path):
+            names, root = [path], PurePosixPath(path).parent
+        else:
+            raise InputError(f"Input not found: {url!r}.")
+        videos = []
+        for name in names:
+            pp = PurePosixPath(name)
+            if pp.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            info = fs.info(name)
+            modified = info.get("LastModified") or info.get("mtime")
+            mtime_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else -1
+            rel = pp.relative_to(root).as_posix()
+            label = pp.parent.name if label_from == "parent" else None
+            videos.append(
+                VideoInput(
+                    check_video_id(rel, url),
+                    f"{scheme}://{name}",
+                    label,
+                    None,
+                    int(info.get("size") or -1),
+                    mtime_ns,
+                )
+            )
+        return videos
+    except (OSError, ValueError) as e:
+        raise InputError(f"Cannot list input {url!r}: {e}") from None
+
+
 def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") -> list[VideoInput]:
     """All videos named by ``inputs``, deduplicated by video_id (first wins), sorted by id."""
     found: dict[str, VideoInput] = {}
@@ -123,9 +170,12 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") 
         found.setdefault(v.video_id, v)
 
     for item in inputs:
-        p = Path(item)
         if "://" in item and not item.startswith("file://"):
-            raise InputError(f"Input URL {item!r}: only local paths are supported so far.")
+            for v in _discover_url(item, label_from):
+                add(v)
+            continue
+        item = item.removeprefix("file://")
+        p = Path(item)
         if p.suffix.lower() in MANIFEST_EXTENSIONS and p.is_file():
             for v in read_manifest(p):
                 add(v)

@@ -185,7 +185,7 @@ def run_part(task: PartTask) -> dict[str, Any]:
             ix = r.index
             record = VideoRecord(
                 video_id=v.video_id,
-                uri=os.path.abspath(v.path),
+                uri=v.path if "://" in v.path else os.path.abspath(v.path),
                 size=v.size,
                 mtime_ns=v.mtime_ns,
                 n_rows=len(values),

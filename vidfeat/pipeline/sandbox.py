@@ -14,15 +14,18 @@ ever come from a child this module started, running vidfeat's own code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 from typing import IO, Any
 
 from vidfeat.config import SamplingConfig
@@ -164,6 +167,27 @@ class DecoderPool:
 POOL = DecoderPool()  # per-process, like the backbone cache
 
 
+@contextlib.contextmanager
+def _local_file(path: str) -> Iterator[str]:
+    """A local path for ``path``: itself, or a temporary download of an fsspec URL."""
+    if "://" not in path or path.startswith("file://"):
+        yield path.removeprefix("file://")
+        return
+    import fsspec
+
+    suffix = PurePosixPath(path).suffix
+    with tempfile.TemporaryDirectory(prefix="vidfeat-fetch-") as tmp:
+        local = os.path.join(tmp, f"video{suffix}")
+        try:
+            fs, remote = fsspec.core.url_to_fs(path)
+            fs.get_file(remote, local)
+        except FileNotFoundError:
+            raise VideoDecodeError("not_found", f"{path}: no such object") from None
+        except OSError as e:
+            raise VideoDecodeError("not_found", f"{path}: cannot download: {e}") from None
+        yield local
+
+
 def _serve() -> None:
     """The child's loop: one request in, its messages out, until stdin closes."""
     import signal
@@ -185,12 +209,13 @@ def _serve() -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             time.sleep(3600)
         try:
-            index = probe(path)
-            selected = select_frames(index.seconds, index.end_s, sampling)
-            deadline = time.monotonic() + timeout_s
-            for chunk in decode_selected(path, index, selected, geometry, deadline):
-                _write(stdout, ("frames", chunk))
-            _write(stdout, ("done", (index, file_sha256(path))))
+            with _local_file(path) as local:
+                index = probe(local)
+                selected = select_frames(index.seconds, index.end_s, sampling)
+                deadline = time.monotonic() + timeout_s
+                for chunk in decode_selected(local, index, selected, geometry, deadline):
+                    _write(stdout, ("frames", chunk))
+                _write(stdout, ("done", (index, file_sha256(local))))
         except VideoDecodeError as e:
             _write(stdout, ("error", (e.kind, e.message)))
         except Exception as e:  # a bug or an exotic failure must still be recorded

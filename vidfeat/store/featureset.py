@@ -48,7 +48,12 @@ class _ReaderCache:
             if reader is not None:
                 self._open.move_to_end(part_path)
                 return reader
-        reader = get_format(self._fmt).open(self._fs.local_path(f"{self._prefix}/{part_path}"))
+        rel = f"{self._prefix}/{part_path}"
+        try:
+            local = self._fs.local_copy(rel)
+        except FileNotFoundError:
+            raise StoreError(f"Part {self._fs.url}/{rel} is missing.") from None
+        reader = get_format(self._fmt).open(local)
         with self._lock:
             self._open[part_path] = reader
             while len(self._open) > self._size:

@@ -1,20 +1,29 @@
-"""Where a store's bytes live. The store talks to this small interface only, so that object
-stores (fsspec) can follow the local filesystem without touching the rest of the package.
+"""Where a store's bytes live: a local (or network) folder, or an object store through fsspec.
 
 The one operation that matters for safety is ``create_exclusive``: publish a small file only if
 no file of that name exists yet, atomically. On POSIX that is a hard link of a fully written
-temporary file (link fails with EEXIST); readers never see a half-written record.
+temporary file (link fails with EEXIST); on S3 it is a PUT with ``If-None-Match: *``, which the
+server refuses when the key exists. Neither is check-then-write, and readers never see a
+half-written record.
+
+Part files need a local path (h5py, direct reads). On object stores a part is written into a
+local staging folder and uploaded before its commit record is created; readers download a part
+once into a local cache. Parts are immutable (every attempt has a unique name), so the cache
+never goes stale.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from vidfeat.errors import StoreError
 
@@ -50,8 +59,17 @@ class StoreFS(ABC):
     def disk_usage(self, rel: str) -> int: ...
 
     @abstractmethod
-    def local_path(self, rel: str) -> Path:
-        """A local filesystem path for formats that need one (h5py, direct reads)."""
+    def staging_path(self, rel: str) -> Path:
+        """A fresh local path to write ``rel`` at; ``publish`` then makes it visible."""
+
+    @abstractmethod
+    def publish(self, rel: str, staged: Path) -> None:
+        """Make the file or folder written at ``staging_path(rel)`` appear at ``rel``."""
+
+    @abstractmethod
+    def local_copy(self, rel: str) -> Path:
+        """A local path holding the immutable file or folder ``rel`` (FileNotFoundError if
+        it does not exist)."""
 
 
 class LocalFS(StoreFS):
@@ -62,8 +80,17 @@ class LocalFS(StoreFS):
     def _p(self, rel: str) -> Path:
         return self.root / rel
 
-    def local_path(self, rel: str) -> Path:
-        return self._p(rel)
+    def staging_path(self, rel: str) -> Path:
+        return self._p(rel)  # attempt names are unique: write in place
+
+    def publish(self, rel: str, staged: Path) -> None:
+        pass
+
+    def local_copy(self, rel: str) -> Path:
+        path = self._p(rel)
+        if not path.exists():
+            raise FileNotFoundError(str(path))
+        return path
 
     def read_bytes(self, rel: str) -> bytes:
         return self._p(rel).read_bytes()
@@ -117,12 +144,125 @@ class LocalFS(StoreFS):
         return total
 
 
+OBJECT_STORE_SCHEMES = ("s3",)  # those with an atomic create-only PUT that vidfeat uses
+
+
+class FsspecFS(StoreFS):
+    """An object store through fsspec (S3 via s3fs). Credentials and endpoint come from the
+    usual environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws, …)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise StoreError(f"{url}: object stores need fsspec and s3fs.") from None
+        scheme = url.split("://", 1)[0]
+        try:
+            # No listing cache: a commit made by another process must be seen at once.
+            self.fs = fsspec.filesystem(scheme, use_listings_cache=False, skip_instance_cache=True)
+        except ImportError:
+            raise StoreError(
+                f"{url}: the {scheme}:// filesystem is not installed. "
+                "Install it with: pip install 'vidfeat[s3]'."
+            ) from None
+        self.url = url.rstrip("/")
+        self.root = self.url.split("://", 1)[1]
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.cache = _cache_root() / "parts" / key
+
+    def _p(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def read_bytes(self, rel: str) -> bytes:
+        data: bytes = self.fs.cat_file(self._p(rel))
+        return data
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        try:
+            self.fs.pipe_file(self._p(rel), data, mode="create")  # If-None-Match: *
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:  # some servers answer 412 without naming the condition
+            if "precondition" in str(e).lower() or "412" in str(e):
+                return False
+            raise
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._p(rel), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(PurePosixPath(e).name for e in entries if e.rstrip("/") != self._p(rel))
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._p(rel)))
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._p(rel), recursive=True)
+
+    def _objects(self, rel: str) -> list[dict[str, Any]]:
+        found = self.fs.find(self._p(rel), detail=True)
+        return list(found.values()) if isinstance(found, dict) else []
+
+    def age_s(self, rel: str) -> float:
+        times = [o["LastModified"] for o in self._objects(rel) if "LastModified" in o]
+        if not times:
+            raise FileNotFoundError(self._p(rel))
+        return time.time() - max(t.timestamp() for t in times)
+
+    def disk_usage(self, rel: str) -> int:
+        return sum(int(o.get("size") or 0) for o in self._objects(rel))
+
+    def staging_path(self, rel: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix="vidfeat-stage-")) / PurePosixPath(rel).name
+
+    def publish(self, rel: str, staged: Path) -> None:
+        try:
+            if staged.is_dir():
+                for path in sorted(p for p in staged.rglob("*") if p.is_file()):
+                    self.fs.put_file(str(path), self._p(f"{rel}/{path.relative_to(staged)}"))
+            else:
+                self.fs.put_file(str(staged), self._p(rel))
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+
+    def local_copy(self, rel: str) -> Path:
+        target = self.cache / rel
+        if target.exists():
+            return target
+        objects = self._objects(rel)
+        if not objects:
+            raise FileNotFoundError(self._p(rel))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+        prefix = self._p(rel)
+        for o in objects:  # a single file, or every object under a part's folder
+            name = o["name"]
+            dest = tmp if name == prefix else tmp / PurePosixPath(name).relative_to(prefix)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(name, str(dest))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another thread or process cached it first: same immutable bytes
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+        return target
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("VIDFEAT_CACHE", Path.home() / ".cache" / "vidfeat"))
+
+
 def open_fs(url: str | Path) -> StoreFS:
     text = str(url)
     if "://" in text and not text.startswith("file://"):
         scheme = text.split("://", 1)[0]
-        raise StoreError(
-            f"Store URL scheme {scheme!r} is not supported yet ({text}). "
-            "Use a local or network-filesystem folder."
-        )
+        if scheme not in OBJECT_STORE_SCHEMES:
+            raise StoreError(
+                f"Store URL scheme {scheme!r} is not supported ({text}): vidfeat needs an atomic "
+                f"create-only write, which it uses on {', '.join(OBJECT_STORE_SCHEMES)} and "
+                "local or network-filesystem folders."
+            )
+        return FsspecFS(text)
     return LocalFS(text.removeprefix("file://"))

@@ -25,8 +25,9 @@ def verify_featureset(fset: FeatureSet) -> list[str]:
     fmt = get_format(fset.spec.part_format)
     for c in commits:
         where = f"{fset.name}/commits/{c.part_id}.json"
-        path = fset.fs.local_path(f"{fset.prefix}/{c.path}")
-        if not path.exists():
+        try:
+            path = fset.fs.local_copy(f"{fset.prefix}/{c.path}")
+        except FileNotFoundError:
             problems.append(f"{where}: part {c.path} is missing")
             continue
         try:

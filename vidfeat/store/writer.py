@@ -4,6 +4,7 @@ name, then publish it by creating the commit record (create-only; the first comm
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -150,12 +151,17 @@ class PartWriter:
         self._done = True
         fs = self.featureset
         arrays = self._arrays()
-        target = fs.fs.local_path(f"{fs.prefix}/{self.rel_path}")
+        rel = f"{fs.prefix}/{self.rel_path}"
+        target = fs.fs.staging_path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._format.write(target, arrays, fs.spec.compression)
+            fs.fs.publish(rel, target)  # uploads on object stores; the part is still invisible
         except BaseException:
-            fs.fs.remove(f"{fs.prefix}/{self.rel_path}")
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
+                missing_ok=True
+            )
+            fs.fs.remove(rel)
             raise
         record = CommitRecord(
             part_id=self.part_id,
