@@ -102,6 +102,7 @@ class ExtractConfig:
     timeout_s: float = 600.0
     max_in_flight: int | None = None
     progress: bool = True
+    worker_wait_s: float = 120.0  # how long --scheduler may wait for its first worker
 
     def __post_init__(self) -> None:
         _check_choice("--format", self.format, PART_FORMATS)

@@ -80,5 +80,9 @@ DECODE_ERROR_KINDS = (
 )
 
 
+class ExtractError(VidfeatError, RuntimeError):
+    """An extraction run cannot go on (no workers, workers that disagree, …)."""
+
+
 class TrainError(VidfeatError, ValueError):
     """Training cannot start or continue with this data or configuration."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,21 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
         if key not in _MODELS:
             _MODELS[key] = create_backbone(cfg.name, cfg.weights, cfg.device, cfg.precision)
         return _MODELS[key]
+
+
+def prepare_worker(
+    backbone: BackboneConfig, decode_threads: int, torch_threads: int | None
+) -> dict[str, Any]:
+    """Run on every worker before the first part: size torch's threads, load the backbone,
+    start the decoder children. Returns the backbone's description (the feature set's
+    identity as this worker sees it)."""
+    import torch
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    described = get_backbone(backbone).describe()
+    POOL.warm(decode_threads)
+    return described
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +219,9 @@ def run_part(task: PartTask) -> dict[str, Any]:
     return {
         "part_id": task.part_id,
         "won": result.won,
+        # Peak resident memory of this worker process and of its largest decoder child.
+        "worker_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "decoder_rss_mib": POOL.peak_rss_mib(),
         "videos": result.n_videos,
         "rows": result.n_rows,
         "failures": failures,

@@ -3,6 +3,7 @@ The only module that imports dask.distributed."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidfeat.config import ExtractConfig
+from vidfeat.errors import ExtractError
 from vidfeat.pipeline.discovery import VideoInput, discover
 from vidfeat.pipeline.engine import PartTask, run_part
 from vidfeat.store import FeatureSet, FeatureSetSpec, open_store
@@ -30,26 +32,44 @@ class ExtractReport:
     parts: int = 0
     parts_lost: int = 0
     wall_s: float = 0.0
-    frames_per_s: float = 0.0
+    frames_per_s: float = 0.0  # from the first task submitted to the last result
+    workers_ready_s: float = 0.0  # start → backbone loaded and decoders started everywhere
+    peak_worker_rss_mib: float = 0.0  # the largest worker process (model, batches, part)
+    peak_decoder_rss_mib: float = 0.0  # the largest decoder child process
     dashboard: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def featureset_spec(cfg: ExtractConfig) -> FeatureSetSpec:
-    """The identity of what this config extracts: built from the backbone's own metadata."""
-    from vidfeat.models.backbone import resolve_device, resolve_precision
-    from vidfeat.pipeline.engine import get_backbone
+def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None) -> dict[str, Any]:
+    """Load the backbone and start the decoders on every worker now, in parallel, and return
+    what the backbone is. The workers' own description makes the feature set's identity: the
+    weights they really have, the precision their device really runs."""
+    from vidfeat.pipeline.engine import prepare_worker
 
-    described = get_backbone(
-        cfg.backbone.__class__(cfg.backbone.name, cfg.backbone.weights, "cpu", "float32")
-    ).describe()
-    device = resolve_device(cfg.backbone.device) if cfg.scheduler is None else None
-    precision = cfg.backbone.precision
-    if precision == "auto":
-        precision = resolve_precision("auto", device) if device is not None else "float32"
-    described["precision"] = precision
+    try:
+        client.wait_for_workers(1, timeout=cfg.worker_wait_s)
+    except TimeoutError:
+        raise ExtractError(
+            f"No Dask worker joined the scheduler {cfg.scheduler} within {cfg.worker_wait_s:g} s. "
+            "Start workers (dask worker ADDRESS) or check the address."
+        ) from None
+    described: dict[str, dict[str, Any]] = client.run(
+        prepare_worker, cfg.backbone, cfg.decode_threads, torch_threads
+    )
+    distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
+    if len(distinct) > 1:
+        lines = "\n".join(f"  {w}: {d}" for w, d in sorted(described.items()))
+        raise ExtractError(
+            "Workers disagree on what the backbone is (different weights files, devices or "
+            f"precisions), so their features would not be comparable:\n{lines}\n"
+            "Give every worker the same weights and device, or pin --precision."
+        )
+    return next(iter(described.values()))
+
+
+def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
     return FeatureSetSpec(
         **described,
         sampling=cfg.sampling.identity(),
@@ -103,19 +123,27 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
     show = cfg.progress if progress is None else progress
     start = time.perf_counter()
     videos = discover(cfg.inputs, cfg.label_from)
-    spec = featureset_spec(cfg)
     store = open_store(cfg.store, mode="a")
-    name = cfg.name or spec.default_name()
-    fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
-    done = fset.done()
-    pending = [
-        v for v in videos if not done.should_skip(v.video_id, v.fingerprint, cfg.retry_failed)
-    ]
-    report = ExtractReport(name, store.url, len(videos), len(videos) - len(pending))
-    parts = plan_parts(pending, cfg.workers, cfg.videos_per_part)
-    report.parts = len(parts)
-    if parts:
-        _run(cfg, fset, parts, report, show)
+    cores = os.cpu_count() or 1
+    torch_threads = max(1, cores // cfg.workers) if cfg.scheduler is None else None
+    with _client(cfg) as client:
+        from rich.console import Console
+
+        status = Console(stderr=True).status("starting workers: backbone, decoders")
+        with status if show else contextlib.nullcontext():
+            spec = _spec(cfg, _prepare_workers(client, cfg, torch_threads))
+        name = cfg.name or spec.default_name()
+        fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
+        done = fset.done()
+        pending = [
+            v for v in videos if not done.should_skip(v.video_id, v.fingerprint, cfg.retry_failed)
+        ]
+        report = ExtractReport(name, store.url, len(videos), len(videos) - len(pending))
+        report.workers_ready_s = time.perf_counter() - start
+        parts = plan_parts(pending, cfg.workers, cfg.videos_per_part)
+        report.parts = len(parts)
+        if parts:
+            _run(client, cfg, fset, parts, report, show, torch_threads)
     report.wall_s = time.perf_counter() - start
     if cfg.report:
         with open(cfg.report, "w") as f:
@@ -124,11 +152,13 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
 
 
 def _run(
+    client: Any,
     cfg: ExtractConfig,
     fset: FeatureSet,
     parts: list[tuple[str, tuple[VideoInput, ...]]],
     report: ExtractReport,
     show: bool,
+    torch_threads: int | None,
 ) -> None:
     from dask.distributed import as_completed
     from rich.console import Console
@@ -140,8 +170,6 @@ def _run(
         TimeRemainingColumn,
     )
 
-    cores = os.cpu_count() or 1
-    torch_threads = max(1, cores // cfg.workers) if cfg.scheduler is None else None
     tasks = [
         PartTask(
             fset.fs.url,
@@ -158,65 +186,68 @@ def _run(
     ]
     total_videos = sum(len(t.videos) for t in tasks)
     console = Console(stderr=True)
-    with _client(cfg) as client:
-        report.dashboard = client.dashboard_link
-        window = cfg.max_in_flight or max(
-            2, 2 * len(client.scheduler_info().get("workers", {})) or 2
-        )
-        bar = Progress(
-            TextColumn("[bold]extract"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("videos  {task.fields[fps]:.1f} frames/s  {task.fields[failures]} failed"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show,
-        )
-        frames = 0
-        t0 = time.perf_counter()
-        with bar:
-            if show and report.dashboard:
-                console.print(f"dashboard: {report.dashboard}")
-            job = bar.add_task("extract", total=total_videos, fps=0.0, failures=0)
-            queue_ = iter(tasks)
-            futures = as_completed()
-            for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
-                futures.add(
-                    client.submit(
-                        run_part,
-                        task,
-                        key=f"part-{task.part_id}-{time.time_ns()}",
-                        retries=2,
-                        pure=False,
-                    )
+    report.dashboard = client.dashboard_link
+    window = cfg.max_in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})) or 2)
+    bar = Progress(
+        TextColumn("[bold]extract"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("videos  {task.fields[fps]:.1f} frames/s  {task.fields[failures]} failed"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+    frames = 0
+    t0 = time.perf_counter()
+    with bar:
+        if show and report.dashboard:
+            console.print(f"dashboard: {report.dashboard}")
+        job = bar.add_task("extract", total=total_videos, fps=0.0, failures=0)
+        queue_ = iter(tasks)
+        futures = as_completed()
+        for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
+            futures.add(
+                client.submit(
+                    run_part,
+                    task,
+                    key=f"part-{task.part_id}-{time.time_ns()}",
+                    retries=2,
+                    pure=False,
                 )
-            try:
-                for future in futures:
-                    summary = future.result()
-                    frames += summary["frames"]
-                    report.videos_done += summary["videos"]
-                    report.rows += summary["rows"]
-                    report.failures += summary["failures"]
-                    report.parts_lost += 0 if summary["won"] else 1
-                    elapsed = max(time.perf_counter() - t0, 1e-9)
-                    bar.update(
-                        job,
-                        advance=summary["videos"] + len(summary["failures"]),
-                        fps=frames / elapsed,
-                        failures=len(report.failures),
-                    )
-                    nxt = next(queue_, None)
-                    if nxt is not None:
-                        futures.add(
-                            client.submit(
-                                run_part,
-                                nxt,
-                                key=f"part-{nxt.part_id}-{time.time_ns()}",
-                                retries=2,
-                                pure=False,
-                            )
+            )
+        try:
+            for future in futures:
+                summary = future.result()
+                frames += summary["frames"]
+                report.videos_done += summary["videos"]
+                report.rows += summary["rows"]
+                report.failures += summary["failures"]
+                report.parts_lost += 0 if summary["won"] else 1
+                report.peak_worker_rss_mib = max(
+                    report.peak_worker_rss_mib, summary["worker_rss_mib"]
+                )
+                report.peak_decoder_rss_mib = max(
+                    report.peak_decoder_rss_mib, summary["decoder_rss_mib"]
+                )
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                bar.update(
+                    job,
+                    advance=summary["videos"] + len(summary["failures"]),
+                    fps=frames / elapsed,
+                    failures=len(report.failures),
+                )
+                nxt = next(queue_, None)
+                if nxt is not None:
+                    futures.add(
+                        client.submit(
+                            run_part,
+                            nxt,
+                            key=f"part-{nxt.part_id}-{time.time_ns()}",
+                            retries=2,
+                            pure=False,
                         )
-            except KeyboardInterrupt:
-                client.cancel(list(futures.futures))
-                raise
-            report.frames_per_s = frames / max(time.perf_counter() - t0, 1e-9)
+                    )
+        except KeyboardInterrupt:
+            client.cancel(list(futures.futures))
+            raise
+        report.frames_per_s = frames / max(time.perf_counter() - t0, 1e-9)

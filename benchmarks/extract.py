@@ -1,0 +1,276 @@
+"""Extraction throughput against its bounds, measured in the same run.
+
+    python benchmarks/extract.py [--ucf 24] [--kinetics 16] [--no-long] [--cache DIR]
+
+Datasets (generated once into --cache, default benchmarks/.cache):
+  ucf       320x240 MPEG-4 AVI, 25 fps, 7 s  (UCF101-like)
+  kinetics  640x360 H.264 MP4, 30 fps, 10 s (Kinetics-like)
+  long      one 1920x1080 H.264 video, 25 fps, keyframe every 10 s, 10 min (and 2.5 min)
+
+For the default backbone and 16 frames per video it prints, for --workers 1 and 2:
+  decode-only frames/s  the pipeline's decoders (sandboxed children, 2 threads), no model
+  model-only frames/s   the backbone on ready uint8 batches, torch on all cores
+  end-to-end frames/s   `extract()` on a LocalCluster, from the first task to the last result
+  ratio to the serial bound 1/(1/decode + 1/model), and to a naive loop (decode every frame
+  to full-size RGB, keep the sampled ones, resize in torch, one video at a time).
+Targets: end to end >= 0.9x the serial bound and >= 1.5x the naive loop. For the long video at
+--fps 1: both ratios, and the peak RSS of the worker and of its decoder (< 2 GiB, flat in length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import verdict
+
+from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
+from vidfeat.models.registry import create_backbone
+from vidfeat.pipeline.decode import Geometry, probe
+from vidfeat.pipeline.runner import extract
+from vidfeat.pipeline.sampling import center_crop_box, resize_dims, select_frames
+from vidfeat.pipeline.sandbox import POOL
+
+BACKBONE = "efficientnet_lite0"
+
+
+# ------------------------------------------------------------------------------ datasets
+def moving_texture(w: int, h: int, n: int, seed: int) -> Iterator[np.ndarray]:
+    """yuv420p frames (h*3/2, w) of a smooth random texture panning sideways: cheap to make
+    at 1080p, and real motion for the encoder."""
+    rng = np.random.default_rng(seed)
+    cell = max(8, w // 32)
+    small = torch.from_numpy(rng.integers(0, 255, (1, 3, h // cell + 2, w // cell + 64)))
+    big = F.interpolate(small.float(), scale_factor=cell, mode="bilinear")[0]
+    planes = big.clamp(0, 255).to(torch.uint8).numpy()
+    y, u, v = planes[0], planes[1, ::2, ::2], planes[2, ::2, ::2]
+    span = y.shape[1] - w
+    for i in range(n):
+        x = (i * 4) % span // 2 * 2
+        chroma = [p[: h // 2, x // 2 : x // 2 + w // 2].reshape(h // 4, w) for p in (u, v)]
+        yield np.ascontiguousarray(np.concatenate([y[:h, x : x + w], *chroma]))
+
+
+def encode(path: Path, w: int, h: int, fps: int, seconds: float, codec: str, seed: int) -> None:
+    tmp = path.with_suffix(".tmp" + path.suffix)
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if codec == "libx264":
+            stream.codec_context.gop_size = 10 * fps
+            stream.options = {"preset": "ultrafast", "crf": "28"}
+        else:
+            stream.options = {"qscale": "4"}
+        for array in moving_texture(w, h, round(fps * seconds), seed):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
+
+
+def dataset(cache: Path, name: str, n: int) -> Path:
+    spec = {
+        "ucf": (320, 240, 25, 7.0, "mpeg4", "avi"),
+        "kinetics": (640, 360, 30, 10.0, "libx264", "mp4"),
+    }[name]
+    folder = cache / name
+    for i in range(n):
+        path = folder / f"{name}_{i:03d}.{spec[5]}"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            encode(path, *spec[:5], seed=i)
+    return folder
+
+
+def long_video(cache: Path, minutes: float) -> Path:
+    path = cache / f"long_1080p_{minutes:g}min.mp4"
+    if not path.exists():
+        print(f"  encoding {path.name} once (about {minutes * 12:.0f} s)...", flush=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        encode(path, 1920, 1080, 25, minutes * 60, "libx264", seed=99)
+    return path
+
+
+# ---------------------------------------------------------------------------- measurements
+def videos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".avi", ".mp4"))
+
+
+def decode_only(paths: list[Path], sampling: SamplingConfig, threads: int = 2) -> float:
+    """Frames/s of the pipeline's sandboxed decoders on the sampled frames, no model."""
+    geometry = Geometry(256, 224, "bicubic")
+    frames = [0]
+
+    def one(path: Path) -> None:
+        decoder = POOL.acquire()
+        try:
+            decoder.decode(
+                str(path), sampling, geometry, 600.0, lambda c: frames.append(len(c.frames))
+            )
+        finally:
+            POOL.release(decoder)
+
+    with ThreadPoolExecutor(threads) as pool:  # warm-up: start the children
+        list(pool.map(one, paths[:threads]))
+    frames.clear()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, paths))
+    return sum(frames) / (time.perf_counter() - start)
+
+
+def model_only(batch: int = 16, seconds: float = 4.0) -> float:
+    backbone = create_backbone(BACKBONE, device="cpu")
+    x = np.random.default_rng(0).integers(0, 255, (batch, 224, 224, 3), dtype=np.uint8)
+    backbone(x)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        backbone(x)
+        n += batch
+    return n / (time.perf_counter() - start)
+
+
+def naive_loop(paths: list[Path], sampling: SamplingConfig) -> float:
+    """How popular extractors work: every frame to full-size RGB, keep the sampled ones,
+    resize in torch, the backbone one video at a time."""
+    backbone = create_backbone(BACKBONE, device="cpu")
+    total, start = 0, time.perf_counter()
+    for path in paths:
+        index = probe(str(path))
+        wanted = set(select_frames(index.seconds, index.end_s, sampling).tolist())
+        kept_frames = []
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                rgb = frame.to_ndarray(format="rgb24")  # every frame, as they do
+                if i in wanted:
+                    kept_frames.append(rgb)
+        kept = np.stack(kept_frames)
+        x = torch.from_numpy(kept).permute(0, 3, 1, 2).float()
+        h, w = x.shape[2:]
+        new_w, new_h = resize_dims(w, h, 256)
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", antialias=True)
+        x0, y0 = center_crop_box(new_w, new_h, 224)
+        crop = x[:, :, y0 : y0 + 224, x0 : x0 + 224].clamp(0, 255).round().to(torch.uint8)
+        backbone(crop.permute(0, 2, 3, 1).contiguous().numpy())
+        total += len(kept)
+    return total / (time.perf_counter() - start)
+
+
+def end_to_end(
+    inputs: Path, sampling: SamplingConfig, workers: int, store: Path
+) -> tuple[float, float, float, float]:
+    """(frames/s from the first task, wall s with cluster start, worker and decoder peak RSS)."""
+    shutil.rmtree(store, ignore_errors=True)
+    cfg = ExtractConfig(
+        inputs=(str(inputs),),
+        store=str(store),
+        backbone=BackboneConfig(BACKBONE, device="cpu"),
+        sampling=sampling,
+        workers=workers,
+        progress=False,
+    )
+    report = extract(cfg)
+    assert not report.failures, report.failures
+    return (
+        report.frames_per_s,
+        report.wall_s,
+        report.peak_worker_rss_mib,
+        report.peak_decoder_rss_mib,
+    )
+
+
+def line(name: str, e2e: float, bound: float, naive: float) -> bool:
+    rb, rn = e2e / bound, e2e / naive
+    print(
+        f"  {name:12s} end to end {e2e:6.1f} frames/s = {rb:4.2f}x serial bound "
+        f"[>= 0.9: {verdict(rb, 0.9)}], {rn:4.2f}x naive [>= 1.5: {verdict(rn, 1.5)}]"
+    )
+    return rb >= 0.9 and rn >= 1.5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ucf", type=int, default=24, help="UCF101-like videos")
+    ap.add_argument("--kinetics", type=int, default=16, help="Kinetics-like videos")
+    ap.add_argument("--no-long", action="store_true", help="skip the 1080p 10-minute video")
+    ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    work = Path(tempfile.mkdtemp(prefix="vidfeat-bench-extract-"))
+    cores = torch.get_num_threads()
+    print(f"backbone {BACKBONE}, CPU, {cores} torch threads, 16 frames per video")
+    ok = True
+    try:
+        model_fps = model_only()
+        print(f"model-only {model_fps:.1f} frames/s (batch 16)")
+        sixteen = SamplingConfig(frames=16)
+        for name, n in (("ucf", args.ucf), ("kinetics", args.kinetics)):
+            folder = dataset(cache, name, n)
+            paths = videos_in(folder)
+            decode_fps = decode_only(paths, sixteen)
+            bound = 1 / (1 / decode_fps + 1 / model_fps)
+            naive = naive_loop(paths, sixteen)
+            print(
+                f"{name}: {len(paths)} videos  decode-only {decode_fps:.1f} frames/s  "
+                f"serial bound {bound:.1f}  naive loop {naive:.1f} frames/s"
+            )
+            for workers in (1, 2):
+                fps, wall, _, _ = end_to_end(folder, sixteen, workers, work / "store")
+                ok &= line(f"--workers {workers}", fps, bound, naive)
+                print(f"  {'':12s} (wall {wall:.1f} s with cluster start and model load)")
+
+        if not args.no_long:
+            one_fps = SamplingConfig(mode="fps", fps=1.0)
+            rss = {}
+            for minutes in (2.5, 10.0):
+                path = long_video(cache, minutes)
+                single = work / f"long-{minutes:g}"
+                single.mkdir(exist_ok=True)
+                link = single / path.name
+                if not link.exists():
+                    link.symlink_to(path)
+                fps, wall, worker_rss, decoder_rss = end_to_end(single, one_fps, 1, work / "store")
+                rss[minutes] = (worker_rss, decoder_rss)
+                if minutes == 10.0:
+                    decode_fps = decode_only([path], one_fps, threads=1)
+                    bound = 1 / (1 / decode_fps + 1 / model_fps)
+                    naive = naive_loop([path], one_fps)
+                    print(
+                        f"long: 1080p 10 min --fps 1  decode-only {decode_fps:.1f} frames/s  "
+                        f"serial bound {bound:.1f}  naive loop {naive:.1f} frames/s"
+                    )
+                    ok &= line("--workers 1", fps, bound, naive)
+            for minutes, (worker_rss, decoder_rss) in rss.items():
+                print(
+                    f"  peak RSS, {minutes:4g} min: worker {worker_rss:6.0f} MiB, "
+                    f"decoder {decoder_rss:6.0f} MiB"
+                )
+            worker_10, decoder_10 = rss[10.0]
+            under = max(worker_10, decoder_10) < 2048
+            flat = worker_10 <= 1.15 * rss[2.5][0] and decoder_10 <= 1.15 * rss[2.5][1]
+            ok &= under and flat
+            print(
+                f"  [< 2 GiB: {'PASS' if under else 'MISS'}]  "
+                f"[flat, 10 min <= 1.15x 2.5 min: {'PASS' if flat else 'MISS'}]"
+            )
+    finally:
+        POOL.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print("all targets met" if ok else "some targets missed")
+
+
+if __name__ == "__main__":
+    main()
