@@ -14,6 +14,7 @@ from torch import nn
 
 from vidfeat.errors import BackboneError
 from vidfeat.models.backbone import Backbone, Preprocess
+from vidfeat.runtime import tune_malloc
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ def create_backbone(
     device: str = "auto",
     precision: str = "auto",
 ) -> Backbone:
+    tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
     _ensure_registered()
     if name in _REGISTRY:
         built = _REGISTRY[name][0](weights)

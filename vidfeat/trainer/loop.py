@@ -17,6 +17,7 @@ from torch import nn
 from vidfeat.config import TrainConfig
 from vidfeat.errors import TrainError
 from vidfeat.models.heads import build_head
+from vidfeat.runtime import tune_malloc
 from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
 from vidfeat.trainer.metrics import classification_metrics
 from vidfeat.trainer.runs import append_index, new_run_dir, plot_run, write_history
@@ -77,6 +78,7 @@ def evaluate(
 
 def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
     start = time.perf_counter()
+    tune_malloc()  # see vidfeat/runtime.py
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
     # No torch.use_deterministic_algorithms: the CPU kernels used here are deterministic for
