@@ -46,9 +46,15 @@ def prepare_worker(
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    described = get_backbone(backbone).describe()
+    model = get_backbone(backbone)
     POOL.warm(decode_threads)
-    return described
+    # One full batch now: kernel selection and the allocator's first growth happen here,
+    # not in the first part (the first batch is several times slower than the next).
+    size = model.preprocess.input_size
+    batch = backbone.resolved_batch_size(model.device.type)
+    with torch.inference_mode():
+        model(np.zeros((batch, size, size, 3), np.uint8))
+    return model.describe()
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,21 +97,35 @@ def plan_parts(
     return parts
 
 
+_NANNY_ENV_UNSET = (
+    "MALLOC_TRIM_THRESHOLD_",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
+
+
 @contextmanager
 def _client(cfg: ExtractConfig) -> Iterator[Any]:
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if cfg.scheduler:
         with Client(cfg.scheduler, timeout="30s") as client:
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=cfg.workers,
-        threads_per_worker=1,  # one part at a time per process; decode threads live inside
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=40,
-    )
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 and OMP/MKL/OpenBLAS
+    # threads = 1. vidfeat sizes torch's threads itself (prepare_worker), and that malloc
+    # setting halved CPU inference here (vidfeat/runtime.py), so workers start without them.
+    unset = {f"distributed.nanny.pre-spawn-environ.{k}": None for k in _NANNY_ENV_UNSET}
+    with dask.config.set(unset):
+        cluster = LocalCluster(
+            n_workers=cfg.workers,
+            threads_per_worker=1,  # one part at a time per process; decode threads inside
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+        )
     try:
         with Client(cluster) as client:
             yield client
