@@ -20,9 +20,12 @@ Targets: end to end >= 0.9x the serial bound and >= 1.5x the naive loop. For the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -199,6 +202,37 @@ def end_to_end(
     )
 
 
+def fresh(kind: str, paths: list[Path], sampling: SamplingConfig, threads: int = 2) -> float:
+    """Run one measurement in a fresh process, as the workers are: a long-lived process that
+    has decoded full-size frames measures its model differently (allocator state)."""
+    request = {
+        "kind": kind,
+        "paths": [str(p) for p in paths],
+        "sampling": dataclasses.asdict(sampling),
+        "threads": threads,
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", json.dumps(request)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _measure(request: str) -> None:
+    r = json.loads(request)
+    paths, sampling = [Path(p) for p in r["paths"]], SamplingConfig(**r["sampling"])
+    if r["kind"] == "decode":
+        value = decode_only(paths, sampling, r["threads"])
+        POOL.close()
+    elif r["kind"] == "model":
+        value = model_only()
+    else:
+        value = naive_loop(paths, sampling)
+    print(value)
+
+
 def verdicts(e2e: float, bound: float, naive: float) -> tuple[str, bool]:
     rb, rn = e2e / bound, e2e / naive
     text = (
@@ -217,10 +251,10 @@ def measure_dataset(
     rows: dict[str, list[float]] = {k: [] for k in ("decode", "model", "naive", "w1", "w2")}
     ratios: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     for _ in range(rounds):
-        decode_fps = decode_only(paths, sampling)
-        model_fps = model_only()
+        decode_fps = fresh("decode", paths, sampling)
+        model_fps = fresh("model", [], sampling)
         bound = 1 / (1 / decode_fps + 1 / model_fps)
-        naive = naive_loop(paths, sampling)
+        naive = fresh("naive", paths, sampling)
         rows["decode"].append(decode_fps)
         rows["model"].append(model_fps)
         rows["naive"].append(naive)
@@ -255,7 +289,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repeats")
     ap.add_argument("--no-long", action="store_true", help="skip the 1080p 10-minute video")
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
+    ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement
     args = ap.parse_args()
+    if args.measure:
+        _measure(args.measure)
+        return
     cache = Path(args.cache)
     work = Path(tempfile.mkdtemp(prefix="vidfeat-bench-extract-"))
     cores = torch.get_num_threads()
@@ -279,10 +317,10 @@ def main() -> None:
                 fps, _, worker_rss, decoder_rss = end_to_end(single, one_fps, 1, work / "store")
                 rss[minutes] = (worker_rss, decoder_rss)
                 if minutes == 10.0:
-                    decode_fps = decode_only([path], one_fps, threads=1)
-                    model_fps = model_only()
+                    decode_fps = fresh("decode", [path], one_fps, threads=1)
+                    model_fps = fresh("model", [], one_fps)
                     bound = 1 / (1 / decode_fps + 1 / model_fps)
-                    naive = naive_loop([path], one_fps)
+                    naive = fresh("naive", [path], one_fps)
                     print(
                         f"long: 1080p 10 min --fps 1  decode-only {decode_fps:.1f}  model-only "
                         f"{model_fps:.1f}  serial bound {bound:.1f}  naive loop {naive:.1f} "

@@ -143,7 +143,7 @@ class StoreContract:
         write_part(fset, "p0", {"v0": 3000})
         commit = fset.commits()[0]
         reader = get_format(self.part_format).open(
-            fset.fs.local_path(f"{fset.prefix}/{commit.path}")
+            fset.fs.local_copy(f"{fset.prefix}/{commit.path}")
         )
         assert reader._extents["values"] is not None  # type: ignore[attr-defined]
         np.testing.assert_array_equal(

@@ -23,6 +23,9 @@ from vidfeat.pipeline.sandbox import POOL
 
 _MODELS: dict[tuple[str, str, str, str], Backbone] = {}  # per-process cache, not configuration
 _MODELS_LOCK = threading.Lock()
+# A worker runs two parts at once so that the next part's decoding overlaps this part's
+# inference; batches from both take turns on the one model, never run side by side.
+_INFERENCE_LOCK = threading.Lock()
 
 
 def get_backbone(cfg: BackboneConfig) -> Backbone:
@@ -131,9 +134,10 @@ def run_videos(
         if not pending:
             return
         frames = np.concatenate([c.frames for _, c in pending])
-        start = time.perf_counter()
-        feats = backbone(frames)
-        stats["model_s"] += time.perf_counter() - start
+        with _INFERENCE_LOCK:
+            start = time.perf_counter()
+            feats = backbone(frames)
+            stats["model_s"] += time.perf_counter() - start
         stats["frames"] += len(frames)
         row = 0
         for slot, c in pending:

@@ -81,12 +81,15 @@ def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
 def plan_parts(
     videos: list[VideoInput], workers: int, per_part: int | None
 ) -> list[tuple[str, tuple[VideoInput, ...]]]:
-    """Group pending videos into parts: ~4 parts per worker for load balance, at most 64
+    """Group pending videos into parts: ~4 parts per worker for load balance, 8 to 64
     videos each. A part's id hashes its videos and fingerprints, so two jobs that plan the
     same work race on the same commit (one wins) instead of duplicating it."""
     if not videos:
         return []
-    size = per_part or max(1, min(64, -(-len(videos) // (4 * workers))))
+    n = len(videos)
+    # ~4 parts per worker, but at least 8 videos a part where each worker still gets one:
+    # every part pays a pipeline fill and drain and a commit.
+    size = per_part or min(64, max(-(-n // (4 * workers)), min(8, -(-n // workers))))
     parts = []
     for i in range(0, len(videos), size):
         group = tuple(videos[i : i + size])
@@ -97,6 +100,7 @@ def plan_parts(
     return parts
 
 
+PARTS_PER_WORKER = 2
 _NANNY_ENV_UNSET = (
     "MALLOC_TRIM_THRESHOLD_",
     "OMP_NUM_THREADS",
@@ -121,7 +125,9 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
     with dask.config.set(unset):
         cluster = LocalCluster(
             n_workers=cfg.workers,
-            threads_per_worker=1,  # one part at a time per process; decode threads inside
+            # Two parts at a time per process: one decodes while the other's batches run on
+            # the model (engine._INFERENCE_LOCK). Decoding threads live inside each part.
+            threads_per_worker=PARTS_PER_WORKER,
             processes=True,
             dashboard_address=":0",
             silence_logs=40,
@@ -201,7 +207,8 @@ def _run(
     total_videos = sum(len(t.videos) for t in tasks)
     console = Console(stderr=True)
     report.dashboard = client.dashboard_link
-    window = cfg.max_in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})) or 2)
+    slots = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+    window = cfg.max_in_flight or max(2, slots + len(client.scheduler_info().get("workers", {})))
     bar = Progress(
         TextColumn("[bold]extract"),
         BarColumn(),

@@ -211,6 +211,10 @@ def _serve() -> None:
     from vidfeat.pipeline.decode import decode_selected, file_sha256, probe
     from vidfeat.pipeline.sampling import select_frames
 
+    # Lowest CPU priority: on a CPU-bound worker the decoders then run in the model's idle
+    # moments instead of preempting one of torch's threads, which stalls every parallel
+    # region at its barrier (measured: model 0.72x → see docs/performance.md).
+    os.nice(19)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
     crash_on, hang_on = os.environ.get(CRASH_ENV), os.environ.get(HANG_ENV)
