@@ -84,3 +84,25 @@ def test_frames_cross_the_process_boundary_intact(make_video: MakeVideo) -> None
         assert np.concatenate([c.frame_index for c in chunks]).tolist() == list(range(40))
     finally:
         decoder.close()
+
+
+def test_slow_decoding_hits_the_budget_but_waiting_on_the_model_does_not(
+    make_video: MakeVideo,
+) -> None:
+    path = make_video(n=64, h=48, w=80)
+    decoder = DecoderProcess()
+    try:
+        with pytest.raises(VideoDecodeError, match="decoding took longer") as err:
+            decoder.decode(str(path), SamplingConfig(mode="all"), GEOMETRY, 1e-6, lambda c: None)
+        assert err.value.kind == "timeout"
+        # A consumer slower than the budget (a busy model) is not the decoder's fault.
+        chunks: list = []
+
+        def slow_consumer(chunk: object) -> None:
+            time.sleep(0.4)
+            chunks.append(chunk)
+
+        decoder.decode(str(path), SamplingConfig(mode="all"), GEOMETRY, 0.3, slow_consumer)
+        assert sum(len(c.frames) for c in chunks) == 64
+    finally:
+        decoder.close()

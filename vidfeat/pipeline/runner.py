@@ -160,7 +160,8 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         ]
         report = ExtractReport(name, store.url, len(videos), len(videos) - len(pending))
         report.workers_ready_s = time.perf_counter() - start
-        parts = plan_parts(pending, cfg.workers, cfg.videos_per_part)
+        n_workers = len(client.scheduler_info().get("workers", {})) or cfg.workers
+        parts = plan_parts(pending, n_workers, cfg.videos_per_part)
         report.parts = len(parts)
         if parts:
             _run(client, cfg, fset, parts, report, show, torch_threads)

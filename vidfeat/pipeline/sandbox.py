@@ -101,11 +101,13 @@ class DecoderProcess:
         (index, sha256). Failures, crashes and hangs raise VideoDecodeError."""
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
-        deadline = time.monotonic() + timeout_s + _KILL_GRACE_S
         finished = False
         try:
             _write(proc.stdin, (path, sampling, geometry, timeout_s))
             while True:
+                # Silence, not total time: waiting on a busy model (on_chunk blocks when the
+                # queue is full) must not count against the decoder.
+                deadline = time.monotonic() + timeout_s + _KILL_GRACE_S
                 size = _HEADER.unpack(_read_exact(proc.stdout.fileno(), _HEADER.size, deadline))
                 kind, payload = pickle.loads(_read_exact(proc.stdout.fileno(), size[0], deadline))
                 if kind == "frames":
@@ -232,9 +234,17 @@ def _serve() -> None:
             with _local_file(path) as local:
                 index = probe(local)
                 selected = select_frames(index.seconds, index.end_s, sampling)
-                deadline = time.monotonic() + timeout_s
-                for chunk in decode_selected(local, index, selected, geometry, deadline):
+                # The budget counts decoding only, not time blocked on a full pipe (a busy
+                # model downstream); a decoder stuck inside C is the parent's to kill.
+                start, blocked = time.monotonic(), 0.0
+                for chunk in decode_selected(local, index, selected, geometry):
+                    if time.monotonic() - start - blocked > timeout_s:
+                        raise VideoDecodeError(
+                            "timeout", f"{path}: decoding took longer than {timeout_s:g} s"
+                        )
+                    sent = time.monotonic()
                     _write(stdout, ("frames", chunk))
+                    blocked += time.monotonic() - sent
                 rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 _write(stdout, ("done", (index, file_sha256(local), rss_mib)))
         except VideoDecodeError as e:
