@@ -291,9 +291,7 @@ def extract(
     ),
     strict: bool | None = typer.Option(None, "--strict", help="Exit 1 if any video failed."),
     report: str | None = typer.Option(None, help="Write a JSON run report here."),
-    decode_threads: int | None = typer.Option(
-        None, help="Decoder processes per part; a worker runs 2 parts at once (default 2)."
-    ),
+    decode_threads: int | None = typer.Option(None, help="Decoder processes per part (default 2)."),
     videos_per_part: int | None = typer.Option(None, help="Videos per part (default: balanced)."),
     timeout: float | None = typer.Option(
         None, help="Per-video decode timeout, seconds (default 600)."

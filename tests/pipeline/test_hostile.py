@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import MakeVideo, index_frame, rotate_mp4
 from tests.pipeline.test_extract import config
 from vidfeat.pipeline.runner import extract
+from vidfeat.pipeline.sandbox import CRASH_ENV
 from vidfeat.store import open_store, verify_store
 
 ROOT = os.geteuid() == 0
@@ -85,8 +86,18 @@ def corpus(
     return folder, good_names, bad
 
 
-def test_hostile_corpus(corpus: tuple[Path, set[str], dict[str, str]], tmp_path: Path) -> None:
+def test_hostile_corpus(
+    corpus: tuple[Path, set[str], dict[str, str]],
+    tmp_path: Path,
+    make_video: MakeVideo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     folder, good, bad = corpus
+    # A decoder that segfaults on one file (injected: see vidfeat/pipeline/sandbox.py) costs
+    # that file only; the worker and every other video carry on.
+    monkeypatch.setenv(CRASH_ENV, "segfaults_the_decoder")
+    make_video(n=8, name="segfaults_the_decoder", folder=folder)
+    bad = bad | {"segfaults_the_decoder.mp4": "crashed"}
     store = tmp_path / "store"
     report = extract(config(folder, store, label_from="manifest", timeout_s=60.0, workers=2))
     failed = {f["video_id"]: f["kind"] for f in report.failures}

@@ -92,7 +92,7 @@ def test_slow_decoding_hits_the_budget_but_waiting_on_the_model_does_not(
     path = make_video(n=64, h=48, w=80)
     decoder = DecoderProcess()
     try:
-        with pytest.raises(VideoDecodeError, match="decoding took longer") as err:
+        with pytest.raises(VideoDecodeError, match="decoding took over") as err:
             decoder.decode(str(path), SamplingConfig(mode="all"), GEOMETRY, 1e-6, lambda c: None)
         assert err.value.kind == "timeout"
         # A consumer slower than the budget (a busy model) is not the decoder's fault.

@@ -23,8 +23,8 @@ from vidfeat.pipeline.sandbox import POOL
 
 _MODELS: dict[tuple[str, str, str, str], Backbone] = {}  # per-process cache, not configuration
 _MODELS_LOCK = threading.Lock()
-# A worker runs two parts at once so that the next part's decoding overlaps this part's
-# inference; batches from both take turns on the one model, never run side by side.
+# Workers started with several threads (dask worker --nthreads N) run several parts at once;
+# their batches take turns on the one model instead of oversubscribing the cores.
 _INFERENCE_LOCK = threading.Lock()
 
 

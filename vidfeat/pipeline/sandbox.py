@@ -18,6 +18,7 @@ import contextlib
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -70,6 +71,11 @@ class DecoderProcess:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self.peak_rss_mib = 0.0  # the largest child's peak resident memory so far
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
@@ -152,11 +158,16 @@ class DecoderPool:
 
     def __init__(self) -> None:
         self._free: list[DecoderProcess] = []
+        self._all: list[DecoderProcess] = []
         self._lock = threading.Lock()
 
     def acquire(self) -> DecoderProcess:
         with self._lock:
-            return self._free.pop() if self._free else DecoderProcess()
+            if self._free:
+                return self._free.pop()
+            decoder = DecoderProcess()
+            self._all.append(decoder)
+            return decoder
 
     def release(self, decoder: DecoderProcess) -> None:
         with self._lock:
@@ -167,17 +178,19 @@ class DecoderPool:
         with self._lock:
             while len(self._free) < n:
                 self._free.append(DecoderProcess())
+                self._all.append(self._free[-1])
             for decoder in self._free[:n]:
                 decoder._start()
 
     def peak_rss_mib(self) -> float:
         with self._lock:
-            return max((d.peak_rss_mib for d in self._free), default=0.0)
+            return max((d.peak_rss_mib for d in self._all), default=0.0)
 
     def close(self) -> None:
         with self._lock:
             for decoder in self._free:
                 decoder.close()
+            self._all = [d for d in self._all if d not in self._free]
             self._free.clear()
 
 
@@ -208,14 +221,12 @@ def _local_file(path: str) -> Iterator[str]:
 def _serve() -> None:
     """The child's loop: one request in, its messages out, until stdin closes."""
     import resource
-    import signal
 
     from vidfeat.pipeline.decode import decode_selected, file_sha256, probe
     from vidfeat.pipeline.sampling import select_frames
 
-    # Lowest CPU priority: on a CPU-bound worker the decoders then run in the model's idle
-    # moments instead of preempting one of torch's threads, which stalls every parallel
-    # region at its barrier (measured: model 0.72x → see docs/performance.md).
+    # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's
+    # threads: a preempted torch thread stalls a whole parallel region at its barrier.
     os.nice(19)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
@@ -234,17 +245,16 @@ def _serve() -> None:
             with _local_file(path) as local:
                 index = probe(local)
                 selected = select_frames(index.seconds, index.end_s, sampling)
-                # The budget counts decoding only, not time blocked on a full pipe (a busy
-                # model downstream); a decoder stuck inside C is the parent's to kill.
-                start, blocked = time.monotonic(), 0.0
+                # The budget is CPU time spent decoding: time blocked on a full pipe (a busy
+                # model downstream) does not count. A decoder stuck inside C is the parent's
+                # to kill.
+                start = time.process_time()
                 for chunk in decode_selected(local, index, selected, geometry):
-                    if time.monotonic() - start - blocked > timeout_s:
+                    if time.process_time() - start > timeout_s:
                         raise VideoDecodeError(
-                            "timeout", f"{path}: decoding took longer than {timeout_s:g} s"
+                            "timeout", f"{path}: decoding took over {timeout_s:g} s of CPU time"
                         )
-                    sent = time.monotonic()
                     _write(stdout, ("frames", chunk))
-                    blocked += time.monotonic() - sent
                 rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 _write(stdout, ("done", (index, file_sha256(local), rss_mib)))
         except VideoDecodeError as e:
