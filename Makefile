@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check vidfeat tests benchmarks
-	$(BIN)/ruff format --check vidfeat tests benchmarks
+	$(BIN)/ruff check vidfeat tests benchmarks scripts
+	$(BIN)/ruff format --check vidfeat tests benchmarks scripts
 	$(BIN)/mypy
 
 demo: $(STAMP)
