@@ -15,6 +15,7 @@ import pytest
 
 from tests.pipeline.cluster import BIN, dask_cluster, wait_for_workers
 from vidfeat.errors import VidfeatError
+from vidfeat.pipeline.sandbox import HANG_ENV
 from vidfeat.store import open_store, verify_store
 from vidfeat.synth import SynthConfig, make_dataset
 
@@ -96,12 +97,15 @@ def test_worker_sigkilled_mid_run(videos: Path, tmp_path: Path) -> None:
 
 def test_client_sigint_then_rerun(videos: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
+    # The last video's decoder hangs (injected), so the run cannot finish before the SIGINT.
+    last = sorted(videos.rglob("*.mp4"))[-1].stem
     proc = subprocess.Popen(
-        extract_cmd(videos, store, "--workers", "1"),
+        extract_cmd(videos, store, "--workers", "1", "--timeout", "300"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=os.environ | {HANG_ENV: last},
     )
     wait_for_commits(store, 1, proc)
     proc.send_signal(signal.SIGINT)

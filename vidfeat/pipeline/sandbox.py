@@ -218,6 +218,19 @@ def _local_file(path: str) -> Iterator[str]:
         yield local
 
 
+def _exit_with_parent() -> None:
+    """A decoder whose worker died (SIGKILL, a cluster shutting down) must not linger, even
+    while it is stuck inside C: a thread watches for the parent to go away."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _serve() -> None:
     """The child's loop: one request in, its messages out, until stdin closes."""
     import resource
@@ -228,6 +241,7 @@ def _serve() -> None:
     # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's
     # threads: a preempted torch thread stalls a whole parallel region at its barrier.
     os.nice(19)
+    _exit_with_parent()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
     crash_on, hang_on = os.environ.get(CRASH_ENV), os.environ.get(HANG_ENV)
