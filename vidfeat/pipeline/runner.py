@@ -137,7 +137,7 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
         with Client(cluster) as client:
             yield client
     finally:
-        cluster.close()
+        cluster.close(timeout=15)  # a worker stuck in a part must not hold up Ctrl-C
 
 
 def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:

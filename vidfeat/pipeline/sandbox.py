@@ -241,6 +241,9 @@ def _serve() -> None:
     # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's
     # threads: a preempted torch thread stalls a whole parallel region at its barrier.
     os.nice(19)
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides when a
+    # decoder stops (EOF, kill), so a child never dies of SIGINT mid-message.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
