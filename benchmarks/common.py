@@ -1,10 +1,11 @@
-"""Helpers shared by the benchmarks: timing and printing ratios against measured bounds."""
+"""Helpers shared by the benchmarks: timing, ratios against measured bounds, test specs."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -49,3 +50,21 @@ def interleaved(
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def bench_spec(dim: int, frames: int = 16, part_format: str = "zarr") -> Any:
+    """A feature-set spec for synthetic features (no backbone behind them)."""
+    from vidfeat.store import FeatureSetSpec
+
+    return FeatureSetSpec(
+        "bench",
+        "none",
+        dim,
+        224,
+        256,
+        "bicubic",
+        (0.5,) * 3,
+        (0.5,) * 3,
+        {"mode": "frames", "frames": frames},
+        part_format=part_format,
+    )

@@ -20,24 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, verdict
+from common import bench_spec, interleaved, verdict
 
-from vidfeat.store import FeatureSetSpec, VideoRecord, open_store
-
-
-def spec(dim: int, part_format: str) -> FeatureSetSpec:
-    return FeatureSetSpec(
-        "bench",
-        "none",
-        dim,
-        224,
-        256,
-        "bicubic",
-        (0.5,) * 3,
-        (0.5,) * 3,
-        {"mode": "frames", "frames": 16},
-        part_format=part_format,
-    )
+from vidfeat.store import VideoRecord, open_store
 
 
 def main() -> None:
@@ -63,7 +48,9 @@ def main() -> None:
     )
 
     def write_store(part_format: str, dest: Path) -> None:
-        fset = open_store(dest).create_featureset("bench", spec(args.dim, part_format))
+        fset = open_store(dest).create_featureset(
+            "bench", bench_spec(args.dim, part_format=part_format)
+        )
         pts = np.arange(args.video_rows, dtype=np.float64)
         idx = np.arange(args.video_rows, dtype=np.int64)
         for p in range(n_videos // videos_per_part):

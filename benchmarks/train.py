@@ -23,29 +23,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import verdict
+from common import bench_spec, verdict
 
 from vidfeat.config import TrainConfig
 from vidfeat.models.heads import build_head
-from vidfeat.store import FeatureSetSpec, VideoRecord, open_store
+from vidfeat.store import VideoRecord, open_store
 from vidfeat.trainer.loop import train
 from vidfeat.trainer.sweep import parse_grid, sweep
 
 
 def make_featureset(root: Path, videos: int, rows: int, dim: int, classes: int) -> str:
     """Random float16 features with labels: the trainer's speed does not depend on values."""
-    spec = FeatureSetSpec(
-        "bench",
-        "none",
-        dim,
-        224,
-        256,
-        "bicubic",
-        (0.5,) * 3,
-        (0.5,) * 3,
-        {"mode": "frames", "frames": rows},
-    )
-    fset = open_store(root).create_featureset("bench", spec)
+    fset = open_store(root).create_featureset("bench", bench_spec(dim, frames=rows))
     rng = np.random.default_rng(0)
     per_part = 200
     for p in range(0, videos, per_part):

@@ -113,20 +113,15 @@ def test_features_match_a_straightforward_reference(tmp_path: Path) -> None:
         assert cos.min() >= 0.99, cos
 
 
+def tiny_extract_args(inputs: Path, store: Path) -> list[str]:
+    store_args = ["--store", str(store), "--backbone", "tiny", "--frames", "4", "-q"]
+    return ["extract", str(inputs), *store_args]
+
+
 def test_cli_extract_strict_exit_code(dataset: Path, tmp_path: Path) -> None:
     (dataset / "ramp_up" / "bad.mp4").write_bytes(b"garbage" * 10)
     runner = CliRunner()
-    args = [
-        "extract",
-        str(dataset),
-        "--store",
-        str(tmp_path / "s"),
-        "--backbone",
-        "tiny",
-        "--frames",
-        "4",
-        "-q",
-    ]
+    args = tiny_extract_args(dataset, tmp_path / "s")
     out = runner.invoke(app, [*args, "--label-from", "parent"])
     assert out.exit_code == 0, out.output
     assert "6 videos" in out.output and "1 failed" in out.output
@@ -150,19 +145,8 @@ def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> No
         out = subprocess.run(
             [
                 str(BIN / "vidfeat"),
-                "extract",
-                str(dataset),
-                "--store",
-                str(tmp_path / "s"),
-                "--backbone",
-                "tiny",
-                "--frames",
-                "4",
-                "--scheduler",
-                cluster.address,
-                "-q",
-                "--videos-per-part",
-                "1",
+                *tiny_extract_args(dataset, tmp_path / "s"),
+                *("--scheduler", cluster.address, "--videos-per-part", "1"),
             ],
             capture_output=True,
             text=True,

@@ -13,16 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidfeat import hashing
 from vidfeat.errors import BackboneError
 
 
 @lru_cache(maxsize=32)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return hashing.file_sha256(path)  # size and mtime key the cache: a changed file rehashes
 
 
 def file_sha256(path: str | Path) -> str:

@@ -12,7 +12,6 @@ Every failure raises VideoDecodeError with a kind; an error never becomes an emp
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -268,11 +267,3 @@ def decode_selected(
         )
     if buf:
         yield DecodedChunk(np.stack(buf), np.array(buf_idx), np.array(buf_pts))
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

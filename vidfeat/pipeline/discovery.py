@@ -158,6 +158,8 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
                 )
             )
         return videos
+    except InputError:
+        raise
     except (OSError, ValueError) as e:
         raise InputError(f"Cannot list input {url!r}: {e}") from None
 

@@ -228,16 +228,13 @@ def _run(
         job = bar.add_task("extract", total=total_videos, fps=0.0, failures=0)
         queue_ = iter(tasks)
         futures = as_completed()
+
+        def submit(task: PartTask) -> None:
+            key = f"part-{task.part_id}-{time.time_ns()}"
+            futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
+
         for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
-            futures.add(
-                client.submit(
-                    run_part,
-                    task,
-                    key=f"part-{task.part_id}-{time.time_ns()}",
-                    retries=2,
-                    pure=False,
-                )
-            )
+            submit(task)
         try:
             for future in futures:
                 summary = future.result()
@@ -261,15 +258,7 @@ def _run(
                 )
                 nxt = next(queue_, None)
                 if nxt is not None:
-                    futures.add(
-                        client.submit(
-                            run_part,
-                            nxt,
-                            key=f"part-{nxt.part_id}-{time.time_ns()}",
-                            retries=2,
-                            pure=False,
-                        )
-                    )
+                    submit(nxt)
         except KeyboardInterrupt:
             client.cancel(list(futures.futures))
             raise

@@ -235,7 +235,8 @@ def _serve() -> None:
     """The child's loop: one request in, its messages out, until stdin closes."""
     import resource
 
-    from vidfeat.pipeline.decode import decode_selected, file_sha256, probe
+    from vidfeat.hashing import file_sha256
+    from vidfeat.pipeline.decode import decode_selected, probe
     from vidfeat.pipeline.sampling import select_frames
 
     # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's

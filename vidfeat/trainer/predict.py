@@ -88,7 +88,9 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
         if r.error is not None:
             out.append({"video": r.video.path, "error": str(r.error)})
             continue
-        feats = torch.from_numpy(np.concatenate(r.features).astype(np.float16).astype(np.float32))
+        # Round through the stored dtype, so the head sees what training read from the store.
+        stored = np.concatenate(r.features).astype(spec.dtype)
+        feats = torch.from_numpy(stored.astype(np.float32))
         if pca:
             feats = (feats - pca["pca_mean"]) @ pca["pca_components"]
         t = config["seq_len"]
