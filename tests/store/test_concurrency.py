@@ -64,18 +64,18 @@ def test_two_processes_race_to_commit_one_part(tmp_path: Path) -> None:
 
 
 def _slow_writer(root: str, ready: object) -> None:
-    import vidfeat.store.parts as parts
+    from vidfeat.store import zarr_part
 
     store = open_store(root)
     fset = store.create_featureset("fs", make_spec())
-    original = parts.ZarrFormat.write
+    original = zarr_part._ZarrSink.finish
 
-    def write_then_hang(self, path, arrays, compression=None):  # type: ignore[no-untyped-def]
-        original(self, path, arrays, compression)
+    def finish_then_hang(self, *arrays):  # type: ignore[no-untyped-def]
+        original(self, *arrays)
         ready.set()  # type: ignore[attr-defined]
         time.sleep(60)  # killed here: data written, commit not yet created
 
-    parts.ZarrFormat.write = write_then_hang  # type: ignore[method-assign]
+    zarr_part._ZarrSink.finish = finish_then_hang  # type: ignore[method-assign]
     write_part(fset, "p9", {"doomed": 40})
 
 

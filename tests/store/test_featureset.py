@@ -110,6 +110,22 @@ class StoreContract:
         assert f32.read("v")[0].dtype == np.float32
         assert float(f32.read("v")[0][0, 0]) == 1e6
 
+    @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan])
+    def test_nan_and_inf_are_refused_and_the_part_goes_on(self, tmp_path: Path, bad: float) -> None:
+        fset = new_featureset(open_store(tmp_path), part_format=self.part_format)
+        with fset.writer("p0") as w:
+            for dtype in (np.float16, np.float32):
+                rows = np.full((3, DIM), 65504.0, dtype)  # the largest float16 is fine
+                rows[2, DIM - 1] = bad
+                rec = VideoRecord(f"bad-{dtype.__name__}", "/v", 1, 1, n_rows=3)
+                with pytest.raises(ValueRangeError, match="NaN or inf"):
+                    w.add_video(rec, rows, np.zeros(3), np.zeros(3, np.int64))
+            write_ok = VideoRecord("ok", "/ok", 1, 1, n_rows=2)
+            w.add_video(write_ok, video_values("ok", 2), np.zeros(2), np.zeros(2, np.int64))
+            w.commit()
+        assert fset.video_ids() == ["ok"]
+        np.testing.assert_array_equal(fset.read("ok")[0], video_values("ok", 2))
+
     def test_exception_in_writer_block_leaves_nothing(self, tmp_path: Path) -> None:
         fset = new_featureset(open_store(tmp_path), part_format=self.part_format)
 

@@ -11,9 +11,9 @@ import pytest
 import xarray
 import zarr
 
-from vidfeat.store import open_store
+from vidfeat.store import FailureRecord, VideoRecord, open_store, parts, verify_store
 
-from .helpers import new_featureset, video_values, write_part
+from .helpers import DIM, make_spec, new_featureset, video_values, write_part
 
 
 @pytest.mark.parametrize("part_format", ["zarr", "hdf5"])
@@ -45,3 +45,79 @@ def test_plain_libraries_read_every_video(tmp_path: Path, part_format: str) -> N
     for vid, rows in seen.items():
         np.testing.assert_array_equal(rows, video_values(vid, len(rows)))
     assert len(seen["b.mp4"]) == 2000
+
+
+@pytest.mark.parametrize(
+    ("part_format", "compression"),
+    [("zarr", None), ("zarr", "zstd"), ("hdf5", None), ("hdf5", "lzf"), ("hdf5", "gzip")],
+)
+def test_parts_streamed_in_many_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str, compression: str | None
+) -> None:
+    """Parts much larger than the writer's buffer: the rows reach the files in many pieces
+    (16-row chunks, 64-row pieces here), videos straddle the pieces, the last chunk is partial,
+    and float32 input is cast on the way. vidfeat and the plain libraries read back the same."""
+    monkeypatch.setattr(parts, "CHUNK_BYTES", 16 * DIM * 2)
+    store = open_store(tmp_path)
+    fset = store.create_featureset("fs", make_spec(part_format, compression=compression))
+    sizes = {"a": 50, "b": 7, "c": 200, "d": 1, "e": 90}
+    with fset.writer("p0") as w:
+        for vid, n in sizes.items():
+            rows = video_values(vid, n).astype(np.float32)
+            w.add_video(VideoRecord(vid, f"/{vid}", 1, 1, n), rows, np.arange(n) / 25, np.arange(n))
+        w.add_failure(FailureRecord("bad", "/bad", "truncated", "cut short"))
+        w.commit()
+    with fset.writer("p1") as w:  # failures only: no rows at all
+        w.add_failure(FailureRecord("worse", "/worse", "not_a_video", "text"))
+        w.commit()
+
+    assert verify_store(store) == []
+    loaded = fset.load()
+    assert loaded.values.shape == (sum(sizes.values()), DIM)
+    for vid, n in sizes.items():
+        values, pts = fset.read(vid)
+        np.testing.assert_array_equal(values, video_values(vid, n))
+        np.testing.assert_array_equal(pts, np.arange(n) / 25)
+
+    commit = next(c for c in fset.commits() if c.part_id == "p0")
+    part = tmp_path / "featuresets" / "fs" / commit.path
+    if part_format == "zarr":
+        group = zarr.open_group(part, mode="r")
+        values = group["values"][:]
+        assert group["values"].shards is not None and group["values"].chunks[0] == 16
+    else:
+        with h5py.File(part, "r") as f:
+            values = f["values"][:]
+            assert f["values"].chunks == (16, DIM) and f["values"].compression == compression
+    np.testing.assert_array_equal(values, loaded.values)
+    reader = parts.get_format(part_format).open(part)
+    fast = reader._extents["values"]  # type: ignore[attr-defined]
+    assert (fast is not None) == (compression is None)  # uncompressed: direct byte reads
+    reader.close()
+
+
+def test_zarr_parts_with_slash_chunk_keys_still_read_fast(tmp_path: Path) -> None:
+    """Parts written before the "." chunk-key separator (shards at values/c/0/0) keep their
+    fast read path: the reader follows each array's chunk_key_encoding."""
+    fset = new_featureset(open_store(tmp_path), part_format="zarr")
+    write_part(fset, "p0", {"a.mp4": 30, "b.mp4": 3})
+    part = tmp_path / "featuresets" / "fs" / fset.commits()[0].path
+    for array_dir in part.iterdir():
+        if not array_dir.is_dir():
+            continue
+        meta = json.loads((array_dir / "zarr.json").read_text())
+        meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
+        (array_dir / "zarr.json").write_text(json.dumps(meta))
+        ndim = len(meta["shape"])
+        old = array_dir / ".".join(["c", *"0" * ndim])
+        new = array_dir / "c" / "/".join("0" * ndim)
+        new.parent.mkdir(parents=True)
+        old.rename(new)
+    reader = parts.get_format("zarr").open(part)
+    assert reader._extents["values"] is not None  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(reader.read_values(0, 30), video_values("a.mp4", 30))
+    fresh = open_store(tmp_path).get_featureset("fs")
+    np.testing.assert_array_equal(fresh.read("b.mp4")[0], video_values("b.mp4", 3))
+    np.testing.assert_array_equal(
+        zarr.open_group(part, mode="r")["values"][30:], fresh.read("b.mp4")[0]
+    )

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vidfeat.errors import StoreError
+from vidfeat.store.fileio import write_all
 
 
 class StoreFS(ABC):
@@ -97,13 +98,18 @@ class LocalFS(StoreFS):
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         final = self._p(rel)
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError:  # the first record in this folder
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            try:
+                write_all(fd, data)
+                os.fsync(fd)  # the record's bytes are on disk before its name appears
+            finally:
+                os.close(fd)
             os.link(tmp, final)
             return True
         except FileExistsError:
