@@ -5,6 +5,13 @@ them again on the next batch, so every forward pass pays page faults on fresh me
 nanny makes it worse: it starts workers with MALLOC_TRIM_THRESHOLD_=65536. Keeping up to
 128 MiB of freed memory for reuse and serving blocks under 32 MiB from the heap doubled
 efficientnet_lite0's CPU throughput at batch 16 here (82 → 161 img/s; docs/performance.md).
+
+Threads other than the main one get their own malloc arenas, small mmap'd heaps that are
+unmapped as soon as they empty, so the same page faults came back for inference run from a
+thread: a Dask task runs in the worker's executor thread, and there the model ran at 67-71
+img/s against 116 on the worker's main thread. One arena for the whole process (the main one,
+under the settings above) gave 98-104 in the task thread. Set it before threads allocate: at
+process start through MALLOC_ARENA_MAX=1 (vidfeat's LocalCluster workers get it), or here.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _TRIM_BYTES = 128 << 20
 _MMAP_BYTES = 32 << 20  # glibc's upper limit for this setting on 64-bit
 _tuned = False
@@ -31,6 +39,7 @@ def tune_malloc() -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
         ok &= bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES))
+        ok &= bool(libc.mallopt(_M_ARENA_MAX, 1))
     except (OSError, AttributeError):  # musl and other libcs: no mallopt
         return False
     _tuned = ok

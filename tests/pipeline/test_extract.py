@@ -155,3 +155,26 @@ def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     fset = open_store(tmp_path / "s").get_featureset(open_store(tmp_path / "s").featuresets()[0])
     assert len(fset.load().video_ids) == 6
+
+
+def _malloc_env() -> dict[str, str | None]:
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")}
+
+
+def test_local_workers_start_with_one_malloc_arena(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vidfeat/runtime.py: inference in a task thread needs the main malloc arena, from the
+    worker's first allocation on; dask's own malloc setting is dropped; and the setting does
+    not leak into the user's process."""
+    import os
+
+    from vidfeat.pipeline import runner
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    with runner._client(config(tmp_path, tmp_path / "store", workers=1)) as client:
+        (env,) = client.run(_malloc_env).values()
+    assert env == {"MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": None}
+    assert "MALLOC_ARENA_MAX" not in os.environ

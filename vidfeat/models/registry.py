@@ -68,6 +68,15 @@ def create_backbone(
     precision: str = "auto",
 ) -> Backbone:
     tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
+    built = build_module(name, weights)
+    return Backbone(
+        name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
+    )
+
+
+def build_module(name: str, weights: str = "DEFAULT") -> Built:
+    """The plain torch module of a backbone with its weights, preprocessing and identity, and
+    nothing else (``create_backbone`` wraps it for the pipeline)."""
     _ensure_registered()
     if name in _REGISTRY:
         built = _REGISTRY[name][0](weights)
@@ -86,9 +95,7 @@ def create_backbone(
                 f"timm:<name>."
             )
         built = build_torchvision(name, weights)
-    return Backbone(
-        name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
-    )
+    return built
 
 
 def list_backbones(include_zoo: bool = True) -> list[BackboneInfo]:

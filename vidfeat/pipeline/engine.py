@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vidfeat.config import BackboneConfig, SamplingConfig
-from vidfeat.errors import VideoDecodeError
+from vidfeat.errors import ValueRangeError, VideoDecodeError
 from vidfeat.models.backbone import Backbone
 from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
@@ -224,7 +224,19 @@ def run_part(task: PartTask) -> dict[str, Any]:
                 height=ix.height,
                 codec=ix.codec,
             )
-            writer.add_video(record, values, np.concatenate(r.pts), np.concatenate(r.frame_index))
+            try:
+                writer.add_video(
+                    record, values, np.concatenate(r.pts), np.concatenate(r.frame_index)
+                )
+            except ValueRangeError as e:  # NaN/inf features: this video fails, the part goes on
+                writer.add_failure(
+                    FailureRecord(
+                        v.video_id, v.path, "invalid_features", str(e), v.size, v.mtime_ns, v.label
+                    )
+                )
+                failures.append(
+                    {"video_id": v.video_id, "kind": "invalid_features", "message": str(e)}
+                )
         result = writer.commit()
     return {
         "part_id": task.part_id,

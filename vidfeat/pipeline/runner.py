@@ -121,8 +121,13 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 and OMP/MKL/OpenBLAS
     # threads = 1. vidfeat sizes torch's threads itself (prepare_worker), and that malloc
     # setting halved CPU inference here (vidfeat/runtime.py), so workers start without them.
-    unset = {f"distributed.nanny.pre-spawn-environ.{k}": None for k in _NANNY_ENV_UNSET}
-    with dask.config.set(unset):
+    environ: dict[str, str | None] = {
+        f"distributed.nanny.pre-spawn-environ.{k}": None for k in _NANNY_ENV_UNSET
+    }
+    # One malloc arena per worker from its first allocation on: vidfeat/runtime.py.
+    environ["distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX"] = "1"
+    user_arena_max = os.environ.get("MALLOC_ARENA_MAX")
+    with dask.config.set(environ):
         cluster = LocalCluster(
             n_workers=cfg.workers,
             # One part at a time per process; its decoders run alongside the model. Two
@@ -133,6 +138,8 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
             dashboard_address=":0",
             silence_logs=50,  # no teardown heartbeat noise in the user's terminal
         )
+    if user_arena_max is None:  # the nanny set it in this process too, for its children
+        os.environ.pop("MALLOC_ARENA_MAX", None)
     try:
         with Client(cluster) as client:
             yield client

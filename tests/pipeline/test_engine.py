@@ -1,0 +1,79 @@
+"""The worker's part task, with decoding and the model replaced: what it writes and records."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.store.helpers import DIM, make_spec
+from vidfeat.config import BackboneConfig, SamplingConfig
+from vidfeat.pipeline import engine
+from vidfeat.pipeline.decode import VideoIndex
+from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.store import open_store, verify_store
+
+
+def test_nan_features_fail_one_video_and_the_part_still_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path / "store")
+    fset = store.create_featureset("fs", make_spec())
+    index = VideoIndex(
+        pts=np.arange(4),
+        keyframe=np.ones(4, bool),
+        time_base=Fraction(1, 25),
+        end_s=0.16,
+        width=64,
+        height=64,
+        codec="h264",
+        fps=25.0,
+        rotation=0,
+    )
+
+    def fake_run_videos(videos: tuple[VideoInput, ...], *args: Any) -> tuple[list[Any], Any]:
+        results = []
+        for v in videos:
+            feats = np.full((4, DIM), 0.5, np.float32)
+            if v.video_id == "nan.mp4":
+                feats[1, 2] = np.nan
+            if v.video_id == "huge.mp4":
+                feats[3, 0] = 1e9  # beyond float16
+            frames = [np.arange(4)]
+            results.append(
+                engine.VideoResult(v, index, [feats], frames, [np.arange(4) / 25], "", None, True)
+            )
+        return results, {"model_s": 0.0, "frames": 12}
+
+    monkeypatch.setattr(engine, "run_videos", fake_run_videos)
+    monkeypatch.setattr(
+        engine, "get_backbone", lambda cfg: SimpleNamespace(device=torch.device("cpu"))
+    )
+    videos = tuple(
+        VideoInput(name, f"/videos/{name}", size=1, mtime_ns=1)
+        for name in ("ok.mp4", "nan.mp4", "huge.mp4")
+    )
+    task = engine.PartTask(
+        str(tmp_path / "store"),
+        "fs",
+        "p0",
+        videos,
+        BackboneConfig("tiny"),
+        SamplingConfig(frames=4),
+    )
+    summary = engine.run_part(task)
+
+    assert summary["won"] and summary["videos"] == 1
+    kinds = {f["video_id"]: f["kind"] for f in summary["failures"]}
+    assert kinds == {"nan.mp4": "invalid_features", "huge.mp4": "invalid_features"}
+    catalog = fset.catalog(refresh=True)
+    assert list(catalog.videos) == ["ok.mp4"]
+    assert catalog.failures["huge.mp4"].kind == "invalid_features"
+    assert "--dtype float32" in catalog.failures["huge.mp4"].message
+    np.testing.assert_array_equal(fset.read("ok.mp4")[0], np.full((4, DIM), 0.5, np.float16))
+    assert verify_store(store) == []
