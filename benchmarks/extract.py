@@ -321,7 +321,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ucf", type=int, default=24, help="UCF101-like videos")
     ap.add_argument("--kinetics", type=int, default=16, help="Kinetics-like videos")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved repeats")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved repeats")
     ap.add_argument("--no-long", action="store_true", help="skip the 1080p 10-minute video")
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement

@@ -62,8 +62,11 @@ def _check_values(video_id: str, values: np.ndarray, dtype: str) -> None:
 class _RowBuffer:
     """A few MiB of rows in the stored dtype, reused for the whole part. Each video's rows are
     copied (and cast: float32 engine output becomes float16 here) into it, and every full
-    buffer goes to the part's sink in one write of whole chunks. The copy lands in cache-sized
-    memory that is touched again and again, so it costs little; the writes are few and big."""
+    buffer goes to the part's sink in one write of whole chunks. The buffer is small and reused
+    (it stays in the CPU's cache), so the copy costs little, and the writes are few and big:
+    writing each video's rows straight from the caller's array was slower (a syscall per
+    video), and keeping references to them until a big write would break on callers that
+    reuse their arrays."""
 
     _spare: ClassVar[dict[tuple[int, int, str], list[np.ndarray]]] = {}
     _spare_lock: ClassVar[threading.Lock] = threading.Lock()
