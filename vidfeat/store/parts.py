@@ -4,9 +4,9 @@ Both formats hold four arrays (see docs/store-format.md):
     values (ΣT, D), offsets (n+1,), pts (ΣT,), frame_index (ΣT,)
 
 Writing streams: the part writer hands ``values`` to a ``PartSink`` a few MiB at a time (whole
-chunks), and the small arrays at the end. Uncompressed parts are written by vidfeat itself in
-the exact layout the libraries produce (zarr's shard format, HDF5 chunks through
-``write_direct_chunk``), so plain zarr, h5py and xarray read them (tests/store/
+chunks), and the small arrays at the end. Uncompressed values are written by vidfeat itself in
+the exact layout the libraries produce (zarr's shard format; HDF5 chunks at the addresses HDF5
+allocates for them), so plain zarr, h5py and xarray read them (tests/store/
 test_plain_readers.py). Reading has a fast path: for uncompressed parts the byte extent of
 every row range is known from the shard index (zarr) or chunk table (HDF5), so rows are read
 with ``os.preadv`` straight into the caller's buffer. Compressed parts go through the libraries.
