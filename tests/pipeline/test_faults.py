@@ -95,23 +95,49 @@ def test_worker_sigkilled_mid_run(videos: Path, tmp_path: Path) -> None:
     assert_each_video_once(store)
 
 
+def assert_group_gone(pgid: int, within_s: float) -> None:
+    end = time.monotonic() + within_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > end:
+            left = subprocess.run(
+                ["ps", "-o", "pid,stat,etime,args", "-g", str(pgid)], capture_output=True, text=True
+            ).stdout
+            os.killpg(pgid, signal.SIGKILL)
+            raise AssertionError(f"processes left {within_s:g} s after vidfeat exited:\n{left}")
+        time.sleep(0.2)
+
+
 def test_client_sigint_then_rerun(videos: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     # The last video's decoder hangs (injected), so the run cannot finish before the SIGINT.
     last = sorted(videos.rglob("*.mp4"))[-1].stem
-    proc = subprocess.Popen(
-        extract_cmd(videos, store, "--workers", "1", "--timeout", "300"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=os.environ | {HANG_ENV: last},
-    )
-    wait_for_commits(store, 1, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # Output to a file, not a pipe: the test waits for vidfeat itself, not for every process
+    # that inherited its stderr (workers, decoders), and checks those separately below.
+    with open(tmp_path / "stderr.txt", "w+") as err_file:
+        proc = subprocess.Popen(
+            extract_cmd(videos, store, "--workers", "1", "--timeout", "300"),
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            text=True,
+            start_new_session=True,
+            env=os.environ | {HANG_ENV: last},
+        )
+        wait_for_commits(store, 1, proc)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            err_file.seek(0)
+            err = err_file.read()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "committed parts are intact" in err
+    assert_group_gone(proc.pid, within_s=60)  # its workers and decoders went with it
     done_before = committed_parts(store)
     assert 1 <= done_before < N_VIDEOS
     assert verify_store(open_store(store)) == []
