@@ -27,21 +27,6 @@ from vidfeat.store.parts import (
 )
 
 
-class Hdf5Format(PartFormat):
-    name = "hdf5"
-    suffix = ".h5"
-    compressions = (None, "lzf", "gzip")
-
-    def create(
-        self, path: Path, dim: int, dtype: np.dtype[Any], compression: str | None = None
-    ) -> PartSink:
-        self.check_compression(compression)
-        return _Hdf5Sink(path, dim, dtype, compression)
-
-    def open(self, path: Path) -> PartReader:
-        return _Hdf5Reader(path)
-
-
 class _Hdf5Sink(PartSink):
     def __init__(self, path: Path, dim: int, dtype: np.dtype[Any], compression: str | None) -> None:
         import h5py
@@ -199,3 +184,11 @@ class _Hdf5Reader(PartReader):
 
     def close(self) -> None:
         self.file.close()
+
+
+class Hdf5Format(PartFormat):
+    name = "hdf5"
+    suffix = ".h5"
+    compressions = (None, "lzf", "gzip")
+    sink = _Hdf5Sink
+    reader = _Hdf5Reader

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,15 @@ class PartSink(ABC):
         pass
 
 
-class PartFormat(ABC):
+class PartFormat:
+    """A part format: its name, file suffix, compressions, and the classes that write
+    (``sink``: path, dim, dtype, compression) and read (``reader``: path) its parts."""
+
     name: str
     suffix: str
     compressions: tuple[str | None, ...]
+    sink: Callable[[Path, int, np.dtype[Any], str | None], PartSink]
+    reader: Callable[[Path], PartReader]
 
     def check_compression(self, compression: str | None) -> None:
         if compression not in self.compressions:
@@ -131,14 +137,15 @@ class PartFormat(ABC):
                 f"Invalid compression {compression!r} for {self.name} parts. Supported: {allowed}."
             )
 
-    @abstractmethod
     def create(
         self, path: Path, dim: int, dtype: np.dtype[Any], compression: str | None = None
     ) -> PartSink:
         """Start writing a part at ``path`` (which must not exist)."""
+        self.check_compression(compression)
+        return type(self).sink(path, dim, dtype, compression)
 
-    @abstractmethod
-    def open(self, path: Path) -> PartReader: ...
+    def open(self, path: Path) -> PartReader:
+        return type(self).reader(path)
 
 
 def row_bytes_of(shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:

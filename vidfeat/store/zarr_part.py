@@ -30,21 +30,6 @@ from vidfeat.store.parts import (
 )
 
 
-class ZarrFormat(PartFormat):
-    name = "zarr"
-    suffix = ".zarr"
-    compressions = (None, "zstd")
-
-    def create(
-        self, path: Path, dim: int, dtype: np.dtype[Any], compression: str | None = None
-    ) -> PartSink:
-        self.check_compression(compression)
-        return _ZarrSink(path, dim, dtype, compression)
-
-    def open(self, path: Path) -> PartReader:
-        return _ZarrReader(path)
-
-
 class _ZarrSink(PartSink):
     def __init__(self, path: Path, dim: int, dtype: np.dtype[Any], compression: str | None) -> None:
         path.mkdir(exist_ok=False)
@@ -290,3 +275,11 @@ class _ZarrReader(PartReader):
             ext.read(start, stop, out)
             return out
         return np.asarray(self._array(name)[start:stop])
+
+
+class ZarrFormat(PartFormat):
+    name = "zarr"
+    suffix = ".zarr"
+    compressions = (None, "zstd")
+    sink = _ZarrSink
+    reader = _ZarrReader
