@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from typing import Any
 
@@ -54,3 +55,29 @@ def pwrite_all(fd: int, data: Any, offset: int) -> None:
     while len(view):
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
+
+
+@functools.cache
+def _zero_block(size: int) -> bytes:
+    return bytes(size)
+
+
+def zeros(n: int) -> memoryview:
+    """``n`` zero bytes, from a block kept for the process (padding is written often)."""
+    size = 1 << max(20, (n - 1).bit_length())
+    return memoryview(_zero_block(size))[:n]
+
+
+def write_new_file(path: Any, *pieces: Any) -> None:
+    """Create ``path`` (it must not exist) holding ``pieces`` back to back, in one writev."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        views = [memoryview(p).cast("B") for p in pieces]
+        while views:
+            n = os.writev(fd, views)
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if n:
+                views[0] = views[0][n:]
+    finally:
+        os.close(fd)

@@ -12,6 +12,7 @@ from vidfeat.errors import ConfigError, StoreError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 FLOAT16_MAX = 65504.0
+FLOAT16_ROUNDS_TO_INF = 65520.0  # float32 values from here on become inf in float16
 
 
 def check_name(what: str, name: str) -> str:

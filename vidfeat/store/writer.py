@@ -1,27 +1,27 @@
-"""Writing one part: buffer the videos of a part, write the data under a unique attempt
-name, then publish it by creating the commit record (create-only; the first commit wins)."""
+"""Writing one part: stream the videos' rows into files under a unique attempt name
+(``rows.py``), then publish them by creating the commit record (create-only; the first commit
+wins)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vidfeat import __version__
 from vidfeat.errors import StoreError, ValueRangeError
-from vidfeat.store.parts import PartSink, flush_rows, get_format
+from vidfeat.store.parts import PartSink, get_format
 from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
-from vidfeat.store.spec import FLOAT16_MAX, check_name
+from vidfeat.store.rows import RowStream
+from vidfeat.store.spec import check_name
 
 if TYPE_CHECKING:
     from vidfeat.store.featureset import FeatureSet
@@ -35,77 +35,6 @@ class CommitResult:
     n_videos: int
     n_rows: int
     n_failures: int
-
-
-def _check_values(video_id: str, values: np.ndarray, dtype: str) -> None:
-    """No NaN or inf, and values that fit the stored dtype. Cheap: float16 arithmetic is
-    emulated by numpy and 10x slower, so float16 input is checked on its bits, with two max
-    reductions and no temporary array: as uint16, +inf/NaN are 0x7C00-0x7FFF and -inf/NaN are
-    0xFC00-0xFFFF; seen as int16, the first range is the top of the positive values."""
-    if values.dtype == np.float16:
-        bits = values.view(np.uint16)
-        if values.size and (int(bits.view(np.int16).max()) >= 0x7C00 or int(bits.max()) >= 0xFC00):
-            raise ValueRangeError(f"Video {video_id!r}: features contain NaN or inf.")
-        return
-    if not values.size:
-        return
-    lo, hi = float(values.min()), float(values.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueRangeError(f"Video {video_id!r}: features contain NaN or inf.")
-    if dtype == "float16" and max(-lo, hi) > FLOAT16_MAX:
-        raise ValueRangeError(
-            f"Video {video_id!r}: feature values up to {max(-lo, hi):g} do not fit float16 "
-            f"(max {FLOAT16_MAX:g}). Use --dtype float32."
-        )
-
-
-class _RowBuffer:
-    """A few MiB of rows in the stored dtype, reused for the whole part. Each video's rows are
-    copied (and cast: float32 engine output becomes float16 here) into it, and every full
-    buffer goes to the part's sink in one write of whole chunks. The buffer is small and reused
-    (it stays in the CPU's cache), so the copy costs little, and the writes are few and big:
-    writing each video's rows straight from the caller's array was slower (a syscall per
-    video), and keeping references to them until a big write would break on callers that
-    reuse their arrays."""
-
-    _spare: ClassVar[dict[tuple[int, int, str], list[np.ndarray]]] = {}
-    _spare_lock: ClassVar[threading.Lock] = threading.Lock()
-    KEEP_SPARE = 2  # per shape and dtype
-
-    def __init__(self, dim: int, dtype: np.dtype[Any]) -> None:
-        # A buffer left by an earlier part of this process: a fresh one costs 0.7 ms of page
-        # faults, 5% of a 50 MiB part's write.
-        self._key = (flush_rows(dim, dtype), dim, dtype.str)
-        with self._spare_lock:
-            spare = self._spare.get(self._key)
-            rows = spare.pop() if spare else None
-        self.rows = rows if rows is not None else np.empty(self._key[:2], dtype)
-        self.fill = 0
-
-    def release(self) -> None:
-        """Give the memory back for the next part; this buffer holds nothing afterwards."""
-        rows, self.rows, self.fill = self.rows, self.rows[:0], 0
-        if len(rows):
-            with self._spare_lock:
-                spare = self._spare.setdefault(self._key, [])
-                if len(spare) < self.KEEP_SPARE:
-                    spare.append(rows)
-
-    def add(self, values: np.ndarray, flush: Callable[[np.ndarray], None]) -> None:
-        done, n = 0, len(values)
-        while done < n:
-            take = min(n - done, len(self.rows) - self.fill)
-            piece = values if take == n else values[done : done + take]
-            self.rows[self.fill : self.fill + take] = piece  # the cast to the stored dtype
-            self.fill += take
-            done += take
-            if self.fill == len(self.rows):
-                self.drain(flush)
-
-    def drain(self, flush: Callable[[np.ndarray], None]) -> None:
-        if self.fill:
-            flush(self.rows[: self.fill])
-            self.fill = 0
 
 
 class PartWriter:
@@ -125,7 +54,7 @@ class PartWriter:
         self._videos: list[VideoRecord] = []
         self._ids: set[str] = set()
         self._dtype = np.dtype(featureset.spec.dtype)
-        self._buffer = _RowBuffer(featureset.spec.feature_dim, self._dtype)
+        self._rows = RowStream(featureset.spec.feature_dim, self._dtype, self._open_sink)
         self._sink: PartSink | None = None  # opened with the first full buffer
         self._rel = f"{featureset.prefix}/{self.rel_path}"
         self._target: Path | None = None
@@ -157,18 +86,19 @@ class PartWriter:
                 f"Video {record.video_id!r}: {n} value rows but {len(pts)} pts, "
                 f"{len(frame_index)} frame indices and n_rows={record.n_rows}."
             )
-        _check_values(record.video_id, values, spec.dtype)
         if record.video_id in self._ids:
             raise StoreError(f"Video {record.video_id!r} added twice to part {self.part_id}.")
-        self._videos.append(record)
-        self._ids.add(record.video_id)
         try:
-            self._buffer.add(values, self._write_rows)
+            self._rows.add(record.video_id, values)
+        except ValueRangeError:
+            raise  # this video is refused; the part goes on
         except BaseException:
             self.abort()  # a failed write (disk full, …) leaves nothing behind
             raise
-        self._pts.append(np.asarray(pts, np.float64))
-        self._frames.append(np.asarray(frame_index, np.int64))
+        self._videos.append(record)
+        self._ids.add(record.video_id)
+        self._pts.append(np.array(pts, np.float64))  # copies: callers may reuse theirs
+        self._frames.append(np.array(frame_index, np.int64))
 
     def add_failure(self, failure: FailureRecord) -> None:
         self._failures.append(failure)
@@ -184,12 +114,9 @@ class PartWriter:
             )
         return self._sink
 
-    def _write_rows(self, rows: np.ndarray) -> None:
-        self._open_sink().write_rows(rows)
-
     def _finish(self) -> None:
         """Write what is left and complete the part's files."""
-        self._buffer.drain(self._write_rows)
+        self._rows.finish()
         sink = self._open_sink()  # a part of failures only has had no rows yet
         counts = [v.n_rows for v in self._videos]
         offsets = np.zeros(len(counts) + 1, np.int64)
@@ -198,7 +125,7 @@ class PartWriter:
         frames = np.concatenate(self._frames) if self._frames else np.zeros(0, np.int64)
         sink.finish(offsets, pts, frames)
         sink.close()
-        self._buffer.release()
+        self._rows.release()
 
     def commit(self) -> CommitResult:
         if self._done:
@@ -241,7 +168,7 @@ class PartWriter:
         if self._done:
             return
         self._done = True
-        self._buffer.release()
+        self._rows.release()
         if self._sink is not None:
             self._sink.close()
         if self._target is not None:
