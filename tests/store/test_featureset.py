@@ -16,7 +16,7 @@ from vidfeat.errors import (
     ValueRangeError,
     VideoNotFound,
 )
-from vidfeat.store import FailureRecord, VideoRecord, open_store, verify_store
+from vidfeat.store import FailureRecord, VideoRecord, featureset, open_store, verify_store
 from vidfeat.store.parts import get_format
 
 from .helpers import DIM, make_spec, new_featureset, video_values, write_part
@@ -76,6 +76,25 @@ class StoreContract:
         loaded = fset.load()
         assert sorted(loaded.video_ids) == ["v0", "v1"]
         assert loaded.values.shape[0] == 6 + 2
+
+    def test_to_dask_has_a_block_per_run_of_rows_in_a_part(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fset = new_featureset(open_store(tmp_path), part_format=self.part_format)
+        write_part(fset, "p0", {"a": 3, "b": 4, "c": 5}, mtime_ns=1)
+        write_part(fset, "p1", {"d": 2, "e": 6}, mtime_ns=1)
+        lazy = fset.to_dask()
+        assert lazy.numblocks == (2, 1)
+        np.testing.assert_array_equal(lazy.compute(), fset.load().values)
+        write_part(fset, "p2", {"b": 1}, mtime_ns=2)  # a newer b: p0 keeps a and c, apart
+        lazy = fset.to_dask()
+        assert lazy.shape == (3 + 5 + 2 + 6 + 1, DIM)
+        np.testing.assert_array_equal(lazy.compute(), fset.load().values)
+        assert lazy.numblocks[0] >= 4  # p0 twice, p1, p2: no rows of the old b
+        monkeypatch.setattr(featureset, "TO_DASK_BLOCK_BYTES", 2 * DIM * 2)  # 2 rows a block
+        lazy = fset.to_dask()
+        assert max(lazy.chunks[0]) == 2
+        np.testing.assert_array_equal(lazy.compute(), fset.load().values)
 
     def test_failures_are_recorded_and_superseded_by_success(self, tmp_path: Path) -> None:
         fset = new_featureset(open_store(tmp_path), part_format=self.part_format)

@@ -20,6 +20,8 @@ from vidfeat.store.records import CommitRecord
 from vidfeat.store.spec import FeatureSetSpec
 from vidfeat.store.writer import PartWriter
 
+TO_DASK_BLOCK_BYTES = 64 << 20  # rows of one part per dask block, at most
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedFeatures:
@@ -182,13 +184,22 @@ class FeatureSet:
 
     def to_dask(self) -> Any:
         """A lazy dask array over the rows of every committed video, in catalog order.
-        Pair it with ``catalog()`` for offsets. dask is imported here, not by the store."""
+        Pair it with ``catalog()`` for offsets. One block per run of consecutive rows of a
+        part, split at TO_DASK_BLOCK_BYTES (a block per video made graphs of 100,000 tasks on
+        big stores). dask is imported here, not by the store."""
         import dask
         import dask.array as da
 
-        entries = list(self.catalog().videos.values())
         dim, dtype = self.spec.feature_dim, np.dtype(self.spec.dtype)
-        if not entries:
+        max_rows = max(1, TO_DASK_BLOCK_BYTES // (dim * dtype.itemsize))
+        runs: list[list[Any]] = []  # [part path, start, stop]
+        for e in self.catalog().videos.values():
+            last = runs[-1] if runs else None
+            if last is not None and last[0] == e.part_path and last[2] == e.row_start:
+                last[2] = e.row_stop
+            else:
+                runs.append([e.part_path, e.row_start, e.row_stop])
+        if not runs:
             return da.zeros((0, dim), dtype=dtype)
 
         def block(part_path: str, start: int, stop: int) -> np.ndarray:
@@ -196,13 +207,14 @@ class FeatureSet:
 
         pieces = [
             da.from_delayed(
-                dask.delayed(block)(e.part_path, e.row_start, e.row_stop),
-                shape=(e.row_stop - e.row_start, dim),
+                dask.delayed(block)(path, lo, min(lo + max_rows, stop)),
+                shape=(min(lo + max_rows, stop) - lo, dim),
                 dtype=dtype,
             )
-            for e in entries
+            for path, start, stop in runs
+            for lo in range(start, stop, max_rows)
         ]
-        return da.concatenate(pieces, axis=0).rechunk({0: max(1, (1 << 22) // (dim * 2))})
+        return da.concatenate(pieces, axis=0)
 
     def close(self) -> None:
         self._readers.close()
