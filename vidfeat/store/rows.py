@@ -4,7 +4,7 @@ pieces by a helper thread while the next piece fills.
 Each video's rows are copied into a buffer of a few MiB (whole chunks) in the stored dtype;
 a full buffer goes to the part's sink on a helper thread and filling goes on in a second
 buffer. So the disk write (a copy into the page cache) overlaps with the copy, the check and
-the caller's own work: 15% faster part writes here than writing on the caller's thread. The
+the caller's own work: 5-15% faster part writes here than on the caller's thread. The
 copy is needed anyway (float32 engine output becomes float16 here) and cheap (the buffers stay
 in the CPU's cache). Writing straight from the caller's arrays was slower (a syscall per
 video), and keeping references to them until a big write would break callers that reuse
