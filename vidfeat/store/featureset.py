@@ -185,8 +185,8 @@ class FeatureSet:
     def to_dask(self) -> Any:
         """A lazy dask array over the rows of every committed video, in catalog order.
         Pair it with ``catalog()`` for offsets. One block per run of consecutive rows of a
-        part, split at TO_DASK_BLOCK_BYTES (a block per video made graphs of 100,000 tasks on
-        big stores). dask is imported here, not by the store."""
+        part, split at TO_DASK_BLOCK_BYTES (a block per video gave a graph with a task per
+        video). dask is imported here, not by the store."""
         import dask
         import dask.array as da
 
