@@ -35,8 +35,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dir", default=None, help="disk to test (default: a temp folder)")
     args = ap.parse_args()
-
     root = Path(tempfile.mkdtemp(prefix="vidfeat-bench-", dir=args.dir))
+    try:
+        run(args, root)
+    finally:  # 1-3 GB of test data: never left behind, also on Ctrl-C or a failed check
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
     rng = np.random.default_rng(0)
     values = rng.standard_normal((args.rows, args.dim), dtype=np.float32).astype(np.float16)
     n_videos = args.rows // args.video_rows
@@ -135,7 +141,6 @@ def main() -> None:
         )
         loaded = fset.load(with_pts=False)
         assert np.array_equal(loaded.values, values), "benchmark read back different data"
-    shutil.rmtree(root, ignore_errors=True)
     print("all targets met" if ok else "some targets missed")
 
 
