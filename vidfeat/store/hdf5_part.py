@@ -186,23 +186,8 @@ class _Hdf5Reader(PartReader):
             np.dtype(ds.dtype),
         )
 
-    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty((stop - start, self.dim), self.dtype)
-        ext = self._extents["values"]
-        if ext is not None and ext.dtype == out.dtype:
-            ext.read(start, stop, out)
-        elif stop > start:
-            self.file["values"].read_direct(out, np.s_[start:stop])
-        return out
-
-    def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        ext = self._extents.get(name)
-        if ext is not None and stop is not None:
-            out = np.empty(stop - start, ext.dtype)
-            ext.read(start, stop, out)
-            return out
-        return np.asarray(self.file[name][start:stop])
+    def _array(self, name: str) -> Any:
+        return self.file[name]
 
     def close(self) -> None:
         self.file.close()

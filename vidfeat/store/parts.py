@@ -98,16 +98,36 @@ def _pread_all(fd: int, buf: memoryview, offset: int) -> None:
 
 
 class PartReader(ABC):
+    """Reads a part: straight from the file's bytes where ``_extents`` knows them
+    (uncompressed parts), through the format's library otherwise (``_array``)."""
+
     n_rows: int
     dim: int
     dtype: np.dtype[Any]
+    _extents: dict[str, Extents | None]  # "values" and "pts"
 
     @abstractmethod
-    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray: ...
+    def _array(self, name: str) -> Any:
+        """The library's array ``name`` (zarr array, h5py dataset), sliceable by rows."""
 
-    @abstractmethod
+    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((stop - start, self.dim), self.dtype)
+        ext = self._extents["values"]
+        if ext is not None and ext.dtype == out.dtype:
+            ext.read(start, stop, out)
+        elif stop > start:
+            out[...] = self._array("values")[start:stop]
+        return out
+
     def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """pts, frame_index or offsets, rows [start, stop)."""
+        ext = self._extents.get(name)
+        if ext is not None and stop is not None:
+            out = np.empty(stop - start, ext.dtype)
+            ext.read(start, stop, out)
+            return out
+        return np.asarray(self._array(name)[start:stop])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -266,24 +266,6 @@ class _ZarrReader(PartReader):
     def _array(self, name: str) -> Any:
         return self.group[name]
 
-    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty((stop - start, self.dim), self.dtype)
-        ext = self._extents["values"]
-        if ext is not None and ext.dtype == out.dtype:
-            ext.read(start, stop, out)
-        else:
-            out[...] = self._array("values")[start:stop]
-        return out
-
-    def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        ext = self._extents.get(name)
-        if ext is not None and stop is not None:
-            out = np.empty(stop - start, ext.dtype)
-            ext.read(start, stop, out)
-            return out
-        return np.asarray(self._array(name)[start:stop])
-
 
 class ZarrFormat(PartFormat):
     name = "zarr"
