@@ -133,7 +133,6 @@ class _Hdf5Sink(PartSink):
                 self.file.create_dataset(
                     name, shape=(0,), maxshape=(None,), chunks=(1,), dtype=data.dtype
                 )
-        self.close()
 
     def close(self) -> None:
         if self.file is not None:

@@ -140,16 +140,17 @@ def no_write() -> None:
 class PartSink(ABC):
     """One part being written. ``values`` rows stream in through ``prepare`` (or
     ``write_rows``); ``finish`` adds the small arrays and completes the files; ``close``
-    releases handles (after finish, or when the attempt is abandoned; the caller then removes
-    the files)."""
+    releases handles (after finish and every job, or when the attempt is abandoned; the caller
+    then removes the files)."""
 
     @abstractmethod
     def prepare(self, rows: np.ndarray) -> Callable[[], None]:
         """Book C-contiguous ``rows`` (stored dtype) into the part, on the caller's thread, and
         return the job that writes their bytes. Jobs may run on another thread, one at a
-        time and in order; ``rows`` must stay untouched until the job is done, and the next
-        ``prepare`` or ``finish`` waits for it. Every call but the last holds a multiple of the
-        full chunk size, ``rows_per_chunk(row_bytes, <many>)`` rows."""
+        time and in order, also while the next ``prepare`` or ``finish`` runs (those never
+        touch the bytes a job writes); ``rows`` must stay untouched until its job is done.
+        Every call but the last holds a multiple of the full chunk size,
+        ``rows_per_chunk(row_bytes, <many>)`` rows."""
 
     def write_rows(self, rows: np.ndarray) -> None:
         self.prepare(rows)()

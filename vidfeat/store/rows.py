@@ -70,11 +70,12 @@ def _copy_cast(dest: np.ndarray, values: np.ndarray) -> None:
 
 
 class RowStream:
-    """``add`` the videos' rows; ``finish`` writes what is left; ``release`` always, last.
+    """``add`` the videos' rows; ``finish`` hands over what is left, ``wait`` until it is
+    written; ``release`` always, last.
 
     ``open_sink`` gives the part's sink; it is called on the caller's thread before the first
     write, so that the helper thread only ever writes rows. An error of a write in the
-    background is raised by the next ``add`` or by ``finish``."""
+    background is raised by the next ``add`` or by ``wait``."""
 
     _spare: ClassVar[dict[tuple[int, int, str], list[np.ndarray]]] = {}
     _spare_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -86,7 +87,7 @@ class RowStream:
         self.rows = self._take_buffer()
         self.fill = 0
         self._other: np.ndarray | None = None  # the buffer being written, or free
-        self._writing: Future[None] | None = None
+        self._writing: list[Future[None]] = []  # in order; the last rows may add one
         self._pool: ThreadPoolExecutor | None = None
 
     def _take_buffer(self) -> np.ndarray:
@@ -127,33 +128,41 @@ class RowStream:
     def _write_full(self) -> None:
         """Hand the full buffer to the helper thread and go on filling the other one."""
         sink = self._open_sink()
+        job = sink.prepare(self.rows)  # bookkeeping here, while the helper still writes
         self._wait()  # the other buffer is free once its write is done
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-part-write")
         full = self.rows
         self.rows = self._other if self._other is not None else self._take_buffer()
         self._other = full
-        self._writing = self._pool.submit(sink.prepare(full))
+        self._submit(job)
         self.fill = 0
 
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-part-write")
+        self._writing.append(self._pool.submit(job))
+
     def _wait(self) -> None:
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.result()
+        writing, self._writing = self._writing, []
+        for future in writing:
+            future.result()
 
     def finish(self) -> None:
-        """Wait for the background write and write the last rows, on this thread."""
-        self._wait()
+        """Hand the last rows to the helper thread as well, without waiting: the caller
+        completes the part's other files meanwhile, then calls ``wait``."""
         if self.fill:
-            self._open_sink().write_rows(self.rows[: self.fill])
-            self.fill = 0
+            self._submit(self._open_sink().prepare(self.rows[: self.fill]))
+            self.fill = 0  # (nothing may be added after finish)
+
+    def wait(self) -> None:
+        """Wait until every row is written; raises the error of a failed write."""
+        self._wait()
 
     def release(self) -> None:
         """Wait for any write in flight (its error, if any, is dropped: the caller is
         finishing or abandoning the part) and keep the buffers for the next part."""
-        if self._writing is not None:
-            self._writing.exception()
-            self._writing = None
+        for future in self._writing:
+            future.exception()
+        self._writing = []
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -115,7 +115,8 @@ class PartWriter:
         return self._sink
 
     def _finish(self) -> None:
-        """Write what is left and complete the part's files."""
+        """Write what is left and complete the part's files. The last rows are written by the
+        helper thread while this thread writes the small arrays and metadata."""
         self._rows.finish()
         sink = self._open_sink()  # a part of failures only has had no rows yet
         counts = [v.n_rows for v in self._videos]
@@ -124,6 +125,7 @@ class PartWriter:
         pts = np.concatenate(self._pts) if self._pts else np.zeros(0, np.float64)
         frames = np.concatenate(self._frames) if self._frames else np.zeros(0, np.int64)
         sink.finish(offsets, pts, frames)
+        self._rows.wait()
         sink.close()
         self._rows.release()
 
