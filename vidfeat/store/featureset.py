@@ -87,8 +87,12 @@ class FeatureSet:
     def writer(self, part_id: str) -> PartWriter:
         return PartWriter(self, part_id)
 
-    def publish_commit(self, record: CommitRecord) -> bool:
-        data = json.dumps(record.to_json(), separators=(",", ":")).encode()
+    def publish_commit(
+        self, record: CommitRecord, videos_json: Sequence[str] | None = None
+    ) -> bool:
+        """Create the commit record (see ``CommitRecord.encode`` for ``videos_json``); False if
+        this part was committed first by another attempt."""
+        data = record.encode(videos_json)
         won = self.fs.create_exclusive(f"{self.prefix}/commits/{record.part_id}.json", data)
         self._catalog = None
         return won

@@ -52,6 +52,7 @@ class PartWriter:
         self._format = fmt
         self.rel_path = f"parts/{part_id}-{self.attempt}{fmt.suffix}"
         self._videos: list[VideoRecord] = []
+        self._videos_json: list[str] = []  # encoded as added, while rows are being written
         self._ids: set[str] = set()
         self._dtype = np.dtype(featureset.spec.dtype)
         self._rows = RowStream(featureset.spec.feature_dim, self._dtype, self._open_sink)
@@ -88,6 +89,7 @@ class PartWriter:
             )
         if record.video_id in self._ids:
             raise StoreError(f"Video {record.video_id!r} added twice to part {self.part_id}.")
+        encoded = record.encode()  # here, while the helper thread writes rows
         try:
             self._rows.add(record.video_id, values)
         except ValueRangeError:
@@ -96,6 +98,7 @@ class PartWriter:
             self.abort()  # a failed write (disk full, …) leaves nothing behind
             raise
         self._videos.append(record)
+        self._videos_json.append(encoded)
         self._ids.add(record.video_id)
         self._pts.append(np.array(pts, np.float64))  # copies: callers may reuse theirs
         self._frames.append(np.array(frame_index, np.int64))
@@ -153,7 +156,7 @@ class PartWriter:
             host=f"{socket.gethostname()}:{os.getpid()}",
             vidfeat_version=__version__,
         )
-        won = fs.publish_commit(record)
+        won = fs.publish_commit(record, self._videos_json)
         if not won:  # another attempt committed this part first: ours is garbage
             fs.fs.remove(self._rel)
         return CommitResult(
