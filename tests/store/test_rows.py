@@ -139,6 +139,8 @@ def test_a_failed_background_write_fails_the_part_and_leaves_nothing(
         w.commit()
     assert calls[failing_write - 1].startswith("vidfeat-part-write")
     assert fset.commits() == []
+    commits = tmp_path / "featuresets" / "fs" / "commits"
+    assert not commits.exists() or list(commits.iterdir()) == []  # no staged record left
     assert list((tmp_path / "featuresets" / "fs" / "parts").iterdir()) == []
     assert helper_threads() == []
 

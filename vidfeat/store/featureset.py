@@ -14,7 +14,7 @@ import numpy as np
 
 from vidfeat.errors import StoreError, VideoNotFound
 from vidfeat.store.catalog import Catalog, Done, VideoEntry, build_catalog, done_from
-from vidfeat.store.fs import StoreFS
+from vidfeat.store.fs import StagedCreate, StoreFS
 from vidfeat.store.parts import PartReader, get_format
 from vidfeat.store.records import CommitRecord
 from vidfeat.store.spec import FeatureSetSpec
@@ -87,13 +87,18 @@ class FeatureSet:
     def writer(self, part_id: str) -> PartWriter:
         return PartWriter(self, part_id)
 
-    def publish_commit(
+    def stage_commit(
         self, record: CommitRecord, videos_json: Sequence[str] | None = None
-    ) -> bool:
-        """Create the commit record (see ``CommitRecord.encode`` for ``videos_json``); False if
-        this part was committed first by another attempt."""
+    ) -> StagedCreate:
+        """The commit record, written where nobody sees it yet (see ``CommitRecord.encode``
+        for ``videos_json``); ``publish_commit`` makes it appear."""
         data = record.encode(videos_json)
-        won = self.fs.create_exclusive(f"{self.prefix}/commits/{record.part_id}.json", data)
+        return self.fs.stage_exclusive(f"{self.prefix}/commits/{record.part_id}.json", data)
+
+    def publish_commit(self, staged: StagedCreate) -> bool:
+        """Create the staged commit record; False if another attempt committed the part
+        first."""
+        won = staged.publish()
         self._catalog = None
         return won
 

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,6 +41,12 @@ class StoreFS(ABC):
     @abstractmethod
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """Create ``rel`` with ``data`` unless it exists. True if this call created it."""
+
+    def stage_exclusive(self, rel: str, data: bytes) -> StagedCreate:
+        """``create_exclusive`` in two steps: this one does the slow part that nobody can see
+        (on POSIX: the temporary file written and fsynced), ``publish()`` then creates ``rel``
+        (or ``discard()`` drops it)."""
+        return StagedCreate(lambda: self.create_exclusive(rel, data))
 
     @abstractmethod
     def listdir(self, rel: str) -> list[str]:
@@ -97,6 +104,9 @@ class LocalFS(StoreFS):
         return self._p(rel).read_bytes()
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
+        return self.stage_exclusive(rel, data).publish()
+
+    def stage_exclusive(self, rel: str, data: bytes) -> StagedCreate:
         final = self._p(rel)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
         try:
@@ -110,12 +120,20 @@ class LocalFS(StoreFS):
                 os.fsync(fd)  # the record's bytes are on disk before its name appears
             finally:
                 os.close(fd)
-            os.link(tmp, final)
-            return True
-        except FileExistsError:
-            return False
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+
+        def link() -> bool:
+            try:
+                os.link(tmp, final)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        return StagedCreate(link, lambda: tmp.unlink(missing_ok=True))
 
     def listdir(self, rel: str) -> list[str]:
         try:
@@ -148,6 +166,20 @@ class LocalFS(StoreFS):
                 with contextlib.suppress(FileNotFoundError):  # removed while we walk
                     total += os.stat(os.path.join(dirpath, name)).st_size
         return total
+
+
+class StagedCreate:
+    """A ``create_exclusive`` waiting for its last step; one of ``publish`` or ``discard``."""
+
+    def __init__(self, publish: Callable[[], bool], discard: Callable[[], None] = lambda: None):
+        self._publish, self._discard = publish, discard
+
+    def publish(self) -> bool:
+        """Create the file unless it exists; True if this call created it."""
+        return self._publish()
+
+    def discard(self) -> None:
+        self._discard()
 
 
 OBJECT_STORE_SCHEMES = ("s3",)  # those with an atomic create-only PUT that vidfeat uses

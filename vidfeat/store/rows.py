@@ -16,13 +16,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from vidfeat.errors import ValueRangeError
 from vidfeat.store.parts import PartSink, flush_rows
 from vidfeat.store.spec import FLOAT16_MAX, FLOAT16_ROUNDS_TO_INF
+
+T = TypeVar("T")
 
 
 def check_values(video_id: str, values: np.ndarray, dtype: np.dtype[Any]) -> None:
@@ -87,7 +89,7 @@ class RowStream:
         self.rows = self._take_buffer()
         self.fill = 0
         self._other: np.ndarray | None = None  # the buffer being written, or free
-        self._writing: list[Future[None]] = []  # in order; the last rows may add one
+        self._writing: list[Future[Any]] = []  # in order; the last rows may add one
         self._pool: ThreadPoolExecutor | None = None
 
     def _take_buffer(self) -> np.ndarray:
@@ -136,10 +138,17 @@ class RowStream:
         self._submit(job)
         self.fill = 0
 
-    def _submit(self, job: Callable[[], None]) -> None:
+    def _submit(self, job: Callable[[], T]) -> Future[T]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-part-write")
-        self._writing.append(self._pool.submit(job))
+        future = self._pool.submit(job)
+        self._writing.append(future)
+        return future
+
+    def after(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` on the helper thread once the rows handed over so far are written.
+        ``wait`` waits for it too and raises its error."""
+        return self._submit(job)
 
     def _wait(self) -> None:
         writing, self._writing = self._writing, []

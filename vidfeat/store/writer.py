@@ -9,6 +9,7 @@ import shutil
 import socket
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,7 @@ import numpy as np
 
 from vidfeat import __version__
 from vidfeat.errors import StoreError, ValueRangeError
+from vidfeat.store.fs import StagedCreate
 from vidfeat.store.parts import PartSink, get_format
 from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
 from vidfeat.store.rows import RowStream
@@ -118,9 +120,8 @@ class PartWriter:
         return self._sink
 
     def _finish(self) -> None:
-        """Write what is left and complete the part's files. The last rows are written by the
-        helper thread while this thread writes the small arrays and metadata."""
-        self._rows.finish()
+        """Complete the part's files: the small arrays and metadata, written on this thread
+        while the helper thread writes the last rows (``rows.finish``, called before)."""
         sink = self._open_sink()  # a part of failures only has had no rows yet
         counts = [v.n_rows for v in self._videos]
         offsets = np.zeros(len(counts) + 1, np.int64)
@@ -136,14 +137,6 @@ class PartWriter:
         if self._done:
             raise StoreError(f"Part {self.part_id} was already committed or aborted.")
         fs = self.featureset
-        try:
-            self._finish()
-            assert self._target is not None
-            fs.fs.publish(self._rel, self._target)  # uploads on object stores; still invisible
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
         record = CommitRecord(
             part_id=self.part_id,
             attempt=self.attempt,
@@ -156,7 +149,23 @@ class PartWriter:
             host=f"{socket.gethostname()}:{os.getpid()}",
             vidfeat_version=__version__,
         )
-        won = fs.publish_commit(record, self._videos_json)
+        staging: Future[StagedCreate] | None = None
+        try:
+            self._rows.finish()
+            # The commit record is staged (written and fsynced, still invisible) by the helper
+            # thread after the last rows, while this thread completes the part's files.
+            staging = self._rows.after(lambda: fs.stage_commit(record, self._videos_json))
+            self._finish()
+            staged = staging.result()
+            assert self._target is not None
+            fs.fs.publish(self._rel, self._target)  # uploads on object stores; still invisible
+        except BaseException:
+            self.abort()  # also waits for the helper thread
+            if staging is not None and not staging.cancelled() and staging.exception() is None:
+                staging.result().discard()
+            raise
+        self._done = True
+        won = fs.publish_commit(staged)
         if not won:  # another attempt committed this part first: ours is garbage
             fs.fs.remove(self._rel)
         return CommitResult(
