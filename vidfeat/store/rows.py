@@ -76,8 +76,8 @@ class RowStream:
     written; ``release`` always, last.
 
     ``open_sink`` gives the part's sink; it is called on the caller's thread before the first
-    write, so that the helper thread only ever writes rows. An error of a write in the
-    background is raised by the next ``add`` or by ``wait``."""
+    write, so that the helper thread only writes (rows, and the jobs given to ``after``). An
+    error of a write in the background is raised by the next ``add`` or by ``wait``."""
 
     _spare: ClassVar[dict[tuple[int, int, str], list[np.ndarray]]] = {}
     _spare_lock: ClassVar[threading.Lock] = threading.Lock()
