@@ -115,6 +115,34 @@ def test_full_buffers_are_written_by_a_helper_thread_that_ends_with_the_part(
 
 
 @pytest.mark.parametrize("part_format", FORMATS)
+def test_a_part_smaller_than_a_buffer_starts_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str
+) -> None:
+    writers: list[str] = []
+
+    def recording(real_job: Callable[[], None]) -> None:
+        writers.append(threading.current_thread().name)
+        real_job()
+
+    patch_jobs(monkeypatch, part_format, recording)
+    started = threading.Thread.start
+    threads: list[str] = []
+
+    def start(self: threading.Thread) -> None:
+        threads.append(self.name)
+        started(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    fset = open_store(tmp_path).create_featureset("fs", make_spec(part_format))
+    with fset.writer("p0") as w:
+        add(w, "a", video_values("a", 40))  # under one 64-row buffer
+        w.commit()
+    assert writers == [threading.current_thread().name]
+    assert threads == []
+    np.testing.assert_array_equal(fset.read("a")[0], video_values("a", 40))
+
+
+@pytest.mark.parametrize("part_format", FORMATS)
 @pytest.mark.parametrize("failing_write", [2, 6])  # 6: the last rows, written during commit
 def test_a_failed_background_write_fails_the_part_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str, failing_write: int

@@ -146,8 +146,13 @@ class RowStream:
         return future
 
     def after(self, job: Callable[[], T]) -> Future[T]:
-        """Run ``job`` on the helper thread once the rows handed over so far are written.
-        ``wait`` waits for it too and raises its error."""
+        """Run ``job`` on the helper thread once the rows handed over so far are written
+        (``wait`` waits for it too and raises its error), or right here if this part has not
+        needed a helper thread (it raises then)."""
+        if self._pool is None:
+            done: Future[T] = Future()
+            done.set_result(job())
+            return done
         return self._submit(job)
 
     def _wait(self) -> None:
@@ -157,9 +162,14 @@ class RowStream:
 
     def finish(self) -> None:
         """Hand the last rows to the helper thread as well, without waiting: the caller
-        completes the part's other files meanwhile, then calls ``wait``."""
+        completes the part's other files meanwhile, then calls ``wait``. A part smaller than
+        one buffer is written right here: a thread is not worth starting for it."""
         if self.fill:
-            self._submit(self._open_sink().prepare(self.rows[: self.fill]))
+            job = self._open_sink().prepare(self.rows[: self.fill])
+            if self._pool is None:
+                job()
+            else:
+                self._submit(job)
             self.fill = 0  # (nothing may be added after finish)
 
     def wait(self) -> None:
