@@ -89,10 +89,8 @@ def patch_jobs(
     monkeypatch.setattr(sink_cls, "prepare", prepare)
 
 
-@pytest.mark.parametrize("part_format", FORMATS)
-def test_full_buffers_are_written_by_a_helper_thread_that_ends_with_the_part(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str
-) -> None:
+def record_job_threads(monkeypatch: pytest.MonkeyPatch, part_format: str) -> list[str]:
+    """The names of the threads that run the format's write jobs, in order, from now on."""
     writers: list[str] = []
 
     def recording(real_job: Callable[[], None]) -> None:
@@ -100,6 +98,14 @@ def test_full_buffers_are_written_by_a_helper_thread_that_ends_with_the_part(
         real_job()
 
     patch_jobs(monkeypatch, part_format, recording)
+    return writers
+
+
+@pytest.mark.parametrize("part_format", FORMATS)
+def test_full_buffers_are_written_by_a_helper_thread_that_ends_with_the_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str
+) -> None:
+    writers = record_job_threads(monkeypatch, part_format)
     fset = open_store(tmp_path).create_featureset("fs", make_spec(part_format))
     with fset.writer("p0") as w:
         for i in range(10):
@@ -118,13 +124,7 @@ def test_full_buffers_are_written_by_a_helper_thread_that_ends_with_the_part(
 def test_a_part_smaller_than_a_buffer_starts_no_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_format: str
 ) -> None:
-    writers: list[str] = []
-
-    def recording(real_job: Callable[[], None]) -> None:
-        writers.append(threading.current_thread().name)
-        real_job()
-
-    patch_jobs(monkeypatch, part_format, recording)
+    writers = record_job_threads(monkeypatch, part_format)
     started = threading.Thread.start
     threads: list[str] = []
 
