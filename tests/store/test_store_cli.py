@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from vidfeat.cli import app
 from vidfeat.store import FailureRecord, open_store
+from vidfeat.store.records import CommitRecord
 
 from .helpers import new_featureset, write_part
 
@@ -52,6 +53,22 @@ def test_gc_dry_run_then_real(store_dir: Path) -> None:
     assert "would remove" in out.output and orphan.exists()
     out = runner.invoke(app, ["gc", str(store_dir), "--older-than", "0s"])
     assert out.exit_code == 0 and not orphan.exists()
+
+
+def test_a_staged_commit_record_is_invisible_until_published_and_gc_removes_it(
+    store_dir: Path,
+) -> None:
+    """What a writer killed between staging its record and linking it leaves behind."""
+    fset = open_store(store_dir).get_featureset("demo")
+    record = CommitRecord("p9", "dead", "parts/p9-dead.zarr", "zarr", 0, 1.0)
+    fset.stage_commit(record)  # written and fsynced under a temporary name, never published
+    commits = store_dir / "featuresets/demo/commits"
+    (staged,) = [p for p in commits.iterdir() if p.name.startswith(".tmp-")]
+    assert [c.part_id for c in fset.commits()] == ["p0", "p1"]
+    assert runner.invoke(app, ["verify", str(store_dir)]).exit_code == 0
+    out = runner.invoke(app, ["gc", str(store_dir), "--older-than", "0s"])
+    assert out.exit_code == 0 and not staged.exists()
+    assert sorted(p.name for p in commits.iterdir()) == ["p0.json", "p1.json"]
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
