@@ -138,10 +138,9 @@ def no_write() -> None:
 
 
 class PartSink(ABC):
-    """One part being written. ``values`` rows stream in through ``prepare`` (or
-    ``write_rows``); ``finish`` adds the small arrays and completes the files; ``close``
-    releases handles (after finish and every job, or when the attempt is abandoned; the caller
-    then removes the files)."""
+    """One part being written. ``values`` rows stream in through ``prepare``; ``finish`` adds
+    the small arrays and completes the files; ``close`` releases handles (after finish and
+    every job, or when the attempt is abandoned; the caller then removes the files)."""
 
     @abstractmethod
     def prepare(self, rows: np.ndarray) -> Callable[[], None]:
@@ -151,9 +150,6 @@ class PartSink(ABC):
         touch the bytes a job writes); ``rows`` must stay untouched until its job is done.
         Every call but the last holds a multiple of the full chunk size,
         ``rows_per_chunk(row_bytes, <many>)`` rows."""
-
-    def write_rows(self, rows: np.ndarray) -> None:
-        self.prepare(rows)()
 
     @abstractmethod
     def finish(self, offsets: np.ndarray, pts: np.ndarray, frame_index: np.ndarray) -> None: ...

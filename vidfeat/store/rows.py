@@ -131,7 +131,7 @@ class RowStream:
         """Hand the full buffer to the helper thread and go on filling the other one."""
         sink = self._open_sink()
         job = sink.prepare(self.rows)  # bookkeeping here, while the helper still writes
-        self._wait()  # the other buffer is free once its write is done
+        self.wait()  # the other buffer is free once its write is done
         full = self.rows
         self.rows = self._other if self._other is not None else self._take_buffer()
         self._other = full
@@ -155,11 +155,6 @@ class RowStream:
             return done
         return self._submit(job)
 
-    def _wait(self) -> None:
-        writing, self._writing = self._writing, []
-        for future in writing:
-            future.result()
-
     def finish(self) -> None:
         """Hand the last rows to the helper thread as well, without waiting: the caller
         completes the part's other files meanwhile, then calls ``wait``. A part smaller than
@@ -173,8 +168,10 @@ class RowStream:
             self.fill = 0  # (nothing may be added after finish)
 
     def wait(self) -> None:
-        """Wait until every row is written; raises the error of a failed write."""
-        self._wait()
+        """Wait until every job handed over is done; raises the error of a failed write."""
+        writing, self._writing = self._writing, []
+        for future in writing:
+            future.result()
 
     def release(self) -> None:
         """Wait for any write in flight (its error, if any, is dropped: the caller is
