@@ -21,12 +21,18 @@ FEATURE_DTYPES = ("float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 LABEL_SOURCES = ("manifest", "parent", "none")
+# Resize filters the decoder can apply exactly as the weights' reference transforms do.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
 
 
 def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Invalid {what} ({value!r}). Supported: {', '.join(choices)}.")
+
+
+def check_interpolation(value: object) -> None:
+    _check_choice("interpolation", value, INTERPOLATIONS)
 
 
 def _check_positive(what: str, value: float | None, allow_none: bool = False) -> None:

@@ -74,6 +74,7 @@ DECODE_ERROR_KINDS = (
     "truncated",
     "unsupported",
     "zero_frames",
+    "inexact",  # a listed frame cannot be decoded exactly (never presented, or bad timestamps)
     "timeout",
     "crashed",
     "error",

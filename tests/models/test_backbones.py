@@ -36,7 +36,8 @@ def test_unknown_name_lists_choices() -> None:
         ("resnet18", "none", (224, 256, "bilinear", (0.485, 0.456, 0.406), 512)),
         ("efficientnet_b0", "none", (224, 256, "bicubic", (0.485, 0.456, 0.406), 1280)),
         ("mobilenet_v3_small", "none", (224, 256, "bilinear", (0.485, 0.456, 0.406), 1024)),
-        ("timm:resnet18", "none", (224, 236, "bicubic", (0.485, 0.456, 0.406), 512)),
+        # timm floors 224 / crop_pct 0.95 = 235.8 (its own eval transform: Resize(235))
+        ("timm:resnet18", "none", (224, 235, "bicubic", (0.485, 0.456, 0.406), 512)),
         ("tiny", "DEFAULT", (32, 36, "bilinear", (0.5, 0.5, 0.5), 32)),
     ],
 )

@@ -116,3 +116,13 @@ def test_rotation_metadata_is_honoured(make_video: MakeVideo, tmp_path: Path) ->
     # turning each frame back counter-clockwise reads the right index.
     assert [read_index(np.rot90(f, k=1)) for f in chunk.frames] == list(range(12))
     assert [read_index(f) for f in chunk.frames] != list(range(12))
+
+
+def test_unknown_interpolation_is_refused_before_any_video() -> None:
+    from vidfeat.errors import ConfigError
+    from vidfeat.models.backbone import Preprocess
+
+    with pytest.raises(ConfigError, match=r"Invalid interpolation \('lanczos'\).*bicubic"):
+        Preprocess(224, 256, "lanczos", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with pytest.raises(ConfigError, match="Invalid interpolation"):
+        Geometry(64, 64, "hamming")

@@ -26,7 +26,8 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
     fset = store.create_featureset("fs", make_spec())
     index = VideoIndex(
         pts=np.arange(4),
-        keyframe=np.ones(4, bool),
+        seek_pts=np.arange(4),
+        seek_dts=np.arange(4),
         time_base=Fraction(1, 25),
         end_s=0.16,
         width=64,
@@ -48,7 +49,7 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
             results.append(
                 engine.VideoResult(v, index, [feats], frames, [np.arange(4) / 25], "", None, True)
             )
-        return results, {"model_s": 0.0, "frames": 12}
+        return results, {"model_s": 0.0, "frames": 12, "seeks": 0, "targets": 12}
 
     monkeypatch.setattr(engine, "run_videos", fake_run_videos)
     monkeypatch.setattr(

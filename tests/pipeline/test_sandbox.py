@@ -20,7 +20,7 @@ GEOMETRY = Geometry(64, 64)
 
 def decode(decoder: DecoderProcess, path: Path, timeout_s: float = 60.0) -> list[int]:
     chunks: list = []
-    index, sha = decoder.decode(
+    index, sha, _ = decoder.decode(
         str(path), SamplingConfig(frames=4), GEOMETRY, timeout_s, chunks.append
     )
     assert len(sha) == 64 and len(index.pts) == 24

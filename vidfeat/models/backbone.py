@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidfeat.config import check_interpolation
 from vidfeat.errors import BackboneError
 
 
@@ -24,6 +25,10 @@ class Preprocess:
     interpolation: str  # bilinear | bicubic | nearest | area
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        # The feature set records this name: it must be the filter the decoder applies.
+        check_interpolation(self.interpolation)
 
 
 def resolve_device(device: str) -> torch.device:

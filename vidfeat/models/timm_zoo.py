@@ -3,6 +3,7 @@ pretrained config. Weights: a local file, none, or DEFAULT (the hub, when online
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -23,7 +24,7 @@ def _preprocess(cfg: dict[str, object]) -> Preprocess:
     crop_pct = float(cfg.get("crop_pct") or 0.875)  # type: ignore[arg-type]
     return Preprocess(
         size,
-        round(size / crop_pct),
+        math.floor(size / crop_pct),  # as timm's eval transform computes it
         str(cfg.get("interpolation") or "bicubic"),
         tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type, attr-defined]
         tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type, attr-defined]

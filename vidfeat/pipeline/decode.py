@@ -1,11 +1,18 @@
 """Decoding: the only module that imports av.
 
 Two passes over a video, neither of which holds the video in memory:
-1. ``probe``: demux only (no decoding) → every frame's pts and the keyframe positions.
-2. ``decode_selected``: decode forward to each chosen frame, seeking to the keyframe before a
-   target only when that keyframe lies past the current position (seeking blindly costs more
-   than decoding through when keyframes are rare). Frames are resized in swscale during the
-   RGB conversion, then centre-cropped by slicing.
+1. ``probe``: demux only (no decoding) → the frame index (frame_index.py): every presented
+   frame's pts, and the keyframes to seek to.
+2. ``decode_selected``: decode forward to each chosen frame, seeking only when a keyframe lies
+   between the current position and the target (seeking blindly costs more than decoding
+   through when keyframes are rare). A decoded frame is used only if its pts is the target's;
+   a seek that lands late (MPEG-TS seeks by dts, so a keyframe's pts can land on the next
+   keyframe) is retried from its dts, then from earlier keyframes, then from the start.
+
+Frames become RGB at full size in swscale, then are resized in RGB (the weights' reference
+transforms resize RGB images with an antialiasing filter; scaling during the YUV conversion
+differs from them by 2-5/255 per pixel), with the display aspect (SAR) and rotation, and are
+centre-cropped by slicing.
 
 Every failure raises VideoDecodeError with a kind; an error never becomes an empty result.
 """
@@ -14,55 +21,50 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import av
 import numpy as np
 
+from vidfeat.config import check_interpolation
 from vidfeat.errors import VideoDecodeError
+from vidfeat.pipeline.frame_index import Packets, VideoIndex, build_index
 from vidfeat.pipeline.sampling import center_crop_box, resize_dims
 
-INTERPOLATIONS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "POINT", "area": "AREA"}
+_SWSCALE = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "POINT", "area": "AREA"}
 # Container signatures: a file that starts like a video but will not open is truncated.
 _SIGNATURES = (b"RIFF", b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV")
 
 av.logging.set_level(av.logging.PANIC)  # failures are reported through VideoDecodeError
 
-
-@dataclass(frozen=True, slots=True)
-class VideoIndex:
-    """What the demux pass learns: frame times and keyframes, in presentation order."""
-
-    pts: np.ndarray  # int64, stream time base, ascending
-    keyframe: np.ndarray  # bool
-    time_base: Fraction
-    end_s: float  # when the last frame stops being shown
-    width: int
-    height: int
-    codec: str
-    fps: float
-    rotation: int
-
-    @property
-    def seconds(self) -> np.ndarray:
-        # multiply then divide: float(time_base) alone is inexact (1/12800) and shifts frames
-        return self.pts.astype(np.float64) * self.time_base.numerator / self.time_base.denominator
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - float(self.seconds[0]) if len(self.pts) else 0.0
+__all__ = ["DecodeReport", "DecodedChunk", "Geometry", "VideoIndex", "decode_selected", "probe"]
 
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
-    """Resize the shorter side to ``resize`` (swscale, ``interpolation``), crop ``crop``²."""
+    """Resize the shorter displayed side to ``resize`` (``interpolation``), crop ``crop``²."""
 
     resize: int
     crop: int
     interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        check_interpolation(self.interpolation)
+
+
+@dataclass(slots=True)
+class DecodeReport:
+    """What one decode_selected call did: for the record and the benchmarks."""
+
+    targets: int = 0
+    seeks: int = 0  # seeks and reopens; the first open is not counted
+    late_seeks: int = 0  # seeks that landed past their target and were retried further back
+    decoded: int = 0  # frames the decoder presented
+    rotation: int = 0
 
 
 def _looks_like_video(path: str) -> bool:
@@ -110,44 +112,34 @@ def _video_stream(container: Any, path: str) -> Any:
 
 
 def probe(path: str) -> VideoIndex:
-    """Demux pass: all frame timestamps and keyframes, without decoding."""
+    """Demux pass: the presented frames' timestamps and the keyframes, without decoding."""
     with _open(path) as container:
         stream = _video_stream(container, path)
-        pts, keys, durations = [], [], []
+        packets = Packets([], [], [], [], [])
         try:
             for packet in container.demux(stream):
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None or packet.size == 0:
+                if packet.size == 0:
                     continue
-                pts.append(ts)
-                keys.append(packet.is_keyframe)
-                durations.append(packet.duration or 0)
+                packets.pts.append(packet.pts)
+                packets.dts.append(packet.dts)
+                packets.keyframe.append(bool(packet.is_keyframe))
+                packets.discard.append(bool(packet.is_discard))
+                packets.duration.append(max(int(packet.duration or 0), 0))
         except av.error.FFmpegError as e:
-            if not pts:
+            if not packets.pts:
                 raise VideoDecodeError("truncated", f"{path}: unreadable packets ({e})") from None
-        if not pts:
-            raise VideoDecodeError("zero_frames", f"{path}: the video stream has no frames")
-        order = np.argsort(np.asarray(pts, np.int64), kind="stable")
-        pts_arr = np.asarray(pts, np.int64)[order]
-        key_arr = np.asarray(keys, bool)[order]
-        keep = np.concatenate([[True], np.diff(pts_arr) > 0])  # duplicate timestamps
-        pts_arr, key_arr = pts_arr[keep], key_arr[keep]
-        tb = stream.time_base or Fraction(1, 1000)
-        rate = stream.average_rate or stream.guessed_rate
-        last = max(int(durations[int(order[-1])]), 0)
-        if not last:
-            gap = int(np.median(np.diff(pts_arr))) if len(pts_arr) > 1 else 0
-            last = gap or (round(1 / (float(rate) * float(tb))) if rate else 0)
         ctx = stream.codec_context
-        return VideoIndex(
-            pts=pts_arr,
-            keyframe=key_arr,
-            time_base=Fraction(tb),
-            end_s=float((int(pts_arr[-1]) + last) * tb),
+        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio or Fraction(1)
+        return build_index(
+            path,
+            packets,
+            Fraction(stream.time_base or Fraction(1, 1000)),
+            stream.average_rate or stream.guessed_rate,
+            bool(ctx.has_b_frames),
             width=int(ctx.width),
             height=int(ctx.height),
             codec=str(ctx.name),
-            fps=float(rate) if rate else 0.0,
+            sar=Fraction(sar) if sar > 0 else Fraction(1),
             rotation=_rotation(stream),
         )
 
@@ -180,23 +172,173 @@ class DecodedChunk:
     pts_s: np.ndarray  # float64 (k,)
 
 
-def _convert(frame: Any, geometry: Geometry, rotation: int) -> np.ndarray:
-    """swscale resize + RGB conversion, then rotation and a centre crop by slicing."""
-    w, h = frame.width, frame.height
+def _convert(frame: Any, geometry: Geometry, sar: Fraction, rotation: int) -> np.ndarray:
+    """RGB at full size, then resized in RGB to the displayed shape (SAR, rotation) so that the
+    shorter side is ``geometry.resize``, rotated, and centre-cropped by slicing."""
     quarter = rotation in (90, 270)
+    w, h = max(1, round(frame.width * sar)), frame.height
     disp_w, disp_h = (h, w) if quarter else (w, h)
     new_w, new_h = resize_dims(disp_w, disp_h, geometry.resize)
     raw_w, raw_h = (new_h, new_w) if quarter else (new_w, new_h)
-    rgb = frame.to_ndarray(
-        format="rgb24",
-        width=raw_w,
-        height=raw_h,
-        interpolation=INTERPOLATIONS.get(geometry.interpolation, "BILINEAR"),
+    rgb = frame.reformat(format="rgb24").to_ndarray(
+        width=raw_w, height=raw_h, interpolation=_SWSCALE[geometry.interpolation]
     )
     if rotation:
         rgb = np.rot90(rgb, k=-(rotation // 90))  # clockwise by `rotation`
     x0, y0 = center_crop_box(new_w, new_h, geometry.crop)
     return np.ascontiguousarray(rgb[y0 : y0 + geometry.crop, x0 : x0 + geometry.crop])
+
+
+class _Landed(Exception):
+    """This decode run cannot present the target (landed late, skipped it, or ended)."""
+
+
+class _ExactDecoder:
+    """Decodes frames forward and finds each target by its exact pts (or, for an ordinal
+    index, by its position in a decode from the start)."""
+
+    def __init__(
+        self, path: str, index: VideoIndex, threads: int, deadline: float | None, report: Any
+    ) -> None:
+        self.path, self.index, self.threads = path, index, threads
+        self.deadline, self.report = deadline, report
+        self.container: Any = None
+        self.frames: Iterator[Any] | None = None
+        self.position: int | None = None  # pts (or ordinal) of the last frame of this run
+        self.prefer_dts = False  # pts seeks landed late once: seek by dts from now on
+        self._reopen()
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+
+    def _reopen(self) -> None:
+        """A fresh demuxer at byte 0: the one start no container can get wrong."""
+        if self.container is not None:
+            self.container.close()
+            self.report.seeks += 1
+        self.container = _open(self.path)
+        self.stream = _video_stream(self.container, self.path)
+        self.stream.thread_type = "AUTO"
+        self.stream.thread_count = self.threads
+        self.frames, self.position = None, None
+
+    def _seek(self, ts: int) -> None:
+        self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
+        self.report.seeks += 1
+        self.frames, self.position = None, None
+
+    def _next(self) -> Any:
+        if self.frames is None:
+            self.frames = iter(self.container.decode(self.stream))
+        while True:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise VideoDecodeError(
+                    "timeout", f"{self.path}: decoding took longer than the timeout"
+                )
+            frame = next(self.frames, None)
+            if frame is None:
+                raise _Landed("the stream ended")
+            self.report.decoded += 1
+            if self.index.ordinal:
+                self.position = 0 if self.position is None else self.position + 1
+                return frame
+            if frame.pts is None:
+                continue  # cannot be identified; a target it was would be found missing
+            if self.position is not None and frame.pts <= self.position:
+                raise VideoDecodeError(
+                    "inexact",
+                    f"{self.path}: the decoder presented pts {frame.pts} after {self.position}; "
+                    "the container's timestamps are not in presentation order",
+                )
+            self.position = frame.pts
+            return frame
+
+    def _forward_to(self, target: int) -> Any:
+        """Decode on until the frame at ``target``; _Landed if this run passes it."""
+        first = self.position is None
+        while True:
+            frame = self._next()
+            here = self.position
+            assert here is not None
+            if here == target:
+                if frame.is_corrupt:
+                    raise _Landed("the frame decoded with missing references")
+                return frame
+            if here > target:
+                raise _Landed("landed past the target" if first else "skipped the target")
+            if not self.index.ordinal and not self._listed(here):
+                raise VideoDecodeError(
+                    "inexact",
+                    f"{self.path}: the decoder presents a frame at pts {here} that the "
+                    "container does not list; its frame numbers cannot be trusted",
+                )
+            first = False
+
+    def _listed(self, pts: int) -> bool:
+        i = int(np.searchsorted(self.index.pts, pts))
+        return i < len(self.index.pts) and int(self.index.pts[i]) == pts
+
+    def frame_at(self, row: int) -> Any:
+        """The decoded frame of index row ``row`` (rows asked for in ascending order)."""
+        ix = self.index
+        if ix.ordinal:
+            if self.position is not None and self.position >= row:
+                self._reopen()
+            try:
+                return self._forward_to(row)
+            except _Landed as e:
+                raise self._missing(row, str(e)) from None
+        target = int(ix.pts[row])
+        why = ""
+        for how, start in self._plans(target):
+            if start is not None:
+                start()
+            try:
+                return self._forward_to(target)
+            except _Landed as e:
+                why = str(e)
+                self.frames, self.position = None, None
+                if how != "on":
+                    self.report.late_seeks += 1
+                if how == "pts":
+                    self.prefer_dts = True
+        raise self._missing(row, why)
+
+    def _plans(self, target: int) -> list[tuple[str, Callable[[], None] | None]]:
+        """Ways to reach ``target``, cheapest first: decode on from here (when no keyframe
+        lies between), seek to its keyframe by pts, by dts, from the keyframe before, and
+        finally decode from the start."""
+        ix = self.index
+        k = max(int(np.searchsorted(ix.seek_pts, target, side="right")) - 1, 0)
+        plans: list[tuple[str, Callable[[], None] | None]] = []
+        here = self.position
+        fresh = self.frames is None and here is None and self.report.decoded == 0
+        if (here is not None and here < target and int(ix.seek_pts[k]) <= here) or (
+            fresh and k == 0
+        ):
+            plans.append(("on", None))
+        if not self.prefer_dts:
+            plans.append(("pts", partial(self._seek, int(ix.seek_pts[k]))))
+        for j in range(k, max(k - 2, -1), -1):
+            plans.append(("dts", partial(self._seek, int(ix.seek_dts[j]))))
+        plans.append(("start", self._reopen))
+        return plans
+
+    def _missing(self, row: int, why: str) -> VideoDecodeError:
+        ix = self.index
+        at = f"frame {row} (pts {ix.seconds[row]:.6f} s)"
+        if why == "the stream ended":
+            return VideoDecodeError(
+                "truncated",
+                f"{self.path}: the stream ended before {at}, which the container lists "
+                f"({ix.pts.size} frames); the file is cut short or damaged",
+            )
+        return VideoDecodeError(
+            "inexact",
+            f"{self.path}: {at} is listed by the container but the decoder never presents it "
+            f"exactly, not even decoding from the start ({why})",
+        )
 
 
 def decode_selected(
@@ -207,63 +349,39 @@ def decode_selected(
     deadline: float | None = None,
     chunk: int = 16,
     threads: int = 1,
+    report: DecodeReport | None = None,
 ) -> Iterator[DecodedChunk]:
-    """Yield the selected frames (indices into ``index``) in order, ``chunk`` at a time."""
+    """Yield the selected frames (ascending indices into ``index``), ``chunk`` at a time."""
     if len(selected) == 0:
         raise VideoDecodeError("zero_frames", f"{path}: sampling selected no frames")
-    targets = index.pts[selected]
-    key_pts = index.pts[index.keyframe] if index.keyframe.any() else index.pts[:1]
-    tb_num, tb_den = index.time_base.numerator, index.time_base.denominator
+    report = report if report is not None else DecodeReport()
+    report.targets += len(selected)
     buf: list[np.ndarray] = []
     buf_idx: list[int] = []
-    buf_pts: list[float] = []
     emitted = 0
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        frames: Iterator[Any] | None = None
-        position = None  # pts of the last decoded frame
-        try:
-            for i, target in enumerate(targets):
-                k = int(np.searchsorted(key_pts, target, side="right")) - 1
-                keyframe = int(key_pts[max(k, 0)])
-                if (
-                    frames is None
-                    or (position is not None and keyframe > position)
-                    or (position is not None and position > target)
-                ):
-                    container.seek(keyframe, stream=stream, backward=True, any_frame=False)
-                    frames = container.decode(stream)
-                    position = None
-                for frame in frames:
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise VideoDecodeError(
-                            "timeout", f"{path}: decoding took longer than the timeout"
-                        )
-                    if frame.pts is None:
-                        continue
-                    position = frame.pts
-                    if frame.pts >= target:
-                        buf.append(_convert(frame, geometry, _frame_rotation(frame, index)))
-                        buf_idx.append(int(selected[i]))
-                        buf_pts.append(frame.pts * tb_num / tb_den)
-                        break
-                else:
-                    break  # stream ended before this target
-                if len(buf) >= chunk:
-                    emitted += len(buf)
-                    yield DecodedChunk(np.stack(buf), np.array(buf_idx), np.array(buf_pts))
-                    buf, buf_idx, buf_pts = [], [], []
-        except av.error.FFmpegError as e:
-            raise VideoDecodeError(
-                "truncated", f"{path}: decoding failed after {emitted + len(buf)} frames ({e})"
-            ) from None
-    got = emitted + len(buf)
-    if got < len(targets):
-        kind = "zero_frames" if got == 0 else "truncated"
+    seconds = index.seconds
+    decoder = _ExactDecoder(path, index, threads, deadline, report)
+    try:
+        for row in selected:
+            frame = decoder.frame_at(int(row))
+            rotation = _frame_rotation(frame, index)
+            report.rotation = rotation
+            buf.append(_convert(frame, geometry, index.sar, rotation))
+            buf_idx.append(int(row))
+            if len(buf) >= chunk:
+                emitted += len(buf)
+                yield _chunk(buf, buf_idx, seconds)
+                buf, buf_idx = [], []
+    except av.error.FFmpegError as e:
         raise VideoDecodeError(
-            kind, f"{path}: stream ended after {got} of {len(targets)} sampled frames"
-        )
+            "truncated", f"{path}: decoding failed after {emitted + len(buf)} frames ({e})"
+        ) from None
+    finally:
+        decoder.close()
     if buf:
-        yield DecodedChunk(np.stack(buf), np.array(buf_idx), np.array(buf_pts))
+        yield _chunk(buf, buf_idx, seconds)
+
+
+def _chunk(frames: list[np.ndarray], rows: list[int], seconds: np.ndarray) -> DecodedChunk:
+    idx = np.asarray(rows, np.int64)
+    return DecodedChunk(np.stack(frames), idx, seconds[idx])

@@ -34,6 +34,13 @@ VIDEO_EXTENSIONS = frozenset(
         ".3gp",
         ".ogv",
         ".gif",
+        # raw elementary streams: no container, no timestamps (decoded in order)
+        ".h264",
+        ".264",
+        ".hevc",
+        ".265",
+        ".m2v",
+        ".mpv",
     ]
 )
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")

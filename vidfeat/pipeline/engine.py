@@ -97,10 +97,10 @@ def _decode_worker(
     chunks, then a final 'done' or 'error'."""
     decoder = POOL.acquire()
     try:
-        index, sha256 = decoder.decode(
+        index, sha256, report = decoder.decode(
             v.path, sampling, geometry, timeout_s, lambda chunk: out.put(("frames", slot, chunk))
         )
-        out.put(("done", slot, (index, sha256)))
+        out.put(("done", slot, (index, sha256, report)))
     except VideoDecodeError as e:
         out.put(("error", slot, e))
     except Exception as e:  # a bug or an exotic failure must still be recorded, not lost
@@ -125,7 +125,7 @@ def run_videos(
     results = [VideoResult(v) for v in videos]
     # Bounded: decoders wait when inference falls behind, so memory stays flat.
     q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
-    stats = {"model_s": 0.0, "frames": 0.0}
+    stats = {"model_s": 0.0, "frames": 0.0, "seeks": 0.0, "targets": 0.0}
     pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
     pending_rows = 0
 
@@ -167,8 +167,10 @@ def run_videos(
             else:
                 finished += 1
                 if kind == "done":
-                    results[slot].index, results[slot].sha256 = payload
+                    results[slot].index, results[slot].sha256, report = payload
                     results[slot].done = True
+                    stats["seeks"] += report.seeks
+                    stats["targets"] += report.targets
                 else:
                     results[slot].error = payload
         flush()
@@ -209,6 +211,7 @@ def run_part(task: PartTask) -> dict[str, Any]:
                 continue
             values = np.concatenate(r.features)
             ix = r.index
+            width, height = ix.display_size
             record = VideoRecord(
                 video_id=v.video_id,
                 uri=v.path if "://" in v.path else os.path.abspath(v.path),
@@ -220,8 +223,8 @@ def run_part(task: PartTask) -> dict[str, Any]:
                 split=v.split,
                 duration_s=ix.duration_s,
                 fps=ix.fps,
-                width=ix.width,
-                height=ix.height,
+                width=width,
+                height=height,
                 codec=ix.codec,
             )
             try:
@@ -249,5 +252,7 @@ def run_part(task: PartTask) -> dict[str, Any]:
         "failures": failures,
         "model_s": stats["model_s"],
         "frames": int(stats["frames"]),
+        "seeks": int(stats["seeks"]),
+        "targets": int(stats["targets"]),
         "wall_s": time.perf_counter() - start,
     }

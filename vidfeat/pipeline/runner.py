@@ -38,6 +38,8 @@ class ExtractReport:
     workers_ready_s: float = 0.0  # start → backbone loaded and decoders started everywhere
     peak_worker_rss_mib: float = 0.0  # the largest worker process (model, batches, part)
     peak_decoder_rss_mib: float = 0.0  # the largest decoder child process
+    seeks: int = 0  # seeks and reopens of the decoders (each late landing costs one more)
+    frames_sampled: int = 0  # rows asked of the decoders
     dashboard: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -264,6 +266,8 @@ def _run(
             frames += summary["frames"]
             report.videos_done += summary["videos"]
             report.rows += summary["rows"]
+            report.seeks += summary["seeks"]
+            report.frames_sampled += summary["targets"]
             report.failures += summary["failures"]
             report.parts_lost += 0 if summary["won"] else 1
             report.peak_worker_rss_mib = max(report.peak_worker_rss_mib, summary["worker_rss_mib"])

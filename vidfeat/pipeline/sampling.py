@@ -52,12 +52,13 @@ def select_frames(pts: np.ndarray, end: float, cfg: SamplingConfig) -> np.ndarra
 
 
 def resize_dims(width: int, height: int, shorter: int) -> tuple[int, int]:
-    """(w, h) after resizing the shorter side to ``shorter``, keeping the aspect ratio."""
+    """(w, h) after resizing the shorter side to ``shorter``, keeping the aspect ratio. The
+    longer side is truncated, as torchvision's Resize (and so timm's eval transform) does."""
     if width <= height:
-        return shorter, max(shorter, round(height * shorter / width))
-    return max(shorter, round(width * shorter / height)), shorter
+        return shorter, max(shorter, int(shorter * height / width))
+    return max(shorter, int(shorter * width / height)), shorter
 
 
 def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
-    """(x0, y0) of a centred crop×crop box."""
-    return (width - crop) // 2, (height - crop) // 2
+    """(x0, y0) of a centred crop×crop box, rounded as torchvision's CenterCrop rounds."""
+    return round((width - crop) / 2.0), round((height - crop) / 2.0)

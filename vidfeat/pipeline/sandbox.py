@@ -104,7 +104,7 @@ class DecoderProcess:
         on_chunk: Callable[[Any], None],
     ) -> Any:
         """Decode one video in the child: ``on_chunk`` gets each DecodedChunk; returns
-        (index, sha256). Failures, crashes and hangs raise VideoDecodeError."""
+        (index, sha256, DecodeReport). Failures, crashes and hangs raise VideoDecodeError."""
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         finished = False
@@ -121,9 +121,9 @@ class DecoderProcess:
                     continue
                 finished = True
                 if kind == "done":
-                    index, sha256, rss_mib = payload
+                    index, sha256, rss_mib, report = payload
                     self.peak_rss_mib = max(self.peak_rss_mib, rss_mib)
-                    return index, sha256
+                    return index, sha256, report
                 raise VideoDecodeError(*payload)
         except _Silent:
             raise VideoDecodeError(
@@ -236,7 +236,7 @@ def _serve() -> None:
     import resource
 
     from vidfeat.hashing import file_sha256
-    from vidfeat.pipeline.decode import decode_selected, probe
+    from vidfeat.pipeline.decode import DecodeReport, decode_selected, probe
     from vidfeat.pipeline.sampling import select_frames
 
     # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's
@@ -267,14 +267,16 @@ def _serve() -> None:
                 # model downstream) does not count. A decoder stuck inside C is the parent's
                 # to kill.
                 start = time.process_time()
-                for chunk in decode_selected(local, index, selected, geometry):
+                report = DecodeReport()
+                for chunk in decode_selected(local, index, selected, geometry, report=report):
                     if time.process_time() - start > timeout_s:
                         raise VideoDecodeError(
                             "timeout", f"{path}: decoding took over {timeout_s:g} s of CPU time"
                         )
                     _write(stdout, ("frames", chunk))
                 rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                _write(stdout, ("done", (index, file_sha256(local), rss_mib)))
+                index = index.with_rotation(report.rotation)
+                _write(stdout, ("done", (index, file_sha256(local), rss_mib, report)))
         except VideoDecodeError as e:
             _write(stdout, ("error", (e.kind, e.message)))
         except Exception as e:  # a bug or an exotic failure must still be recorded

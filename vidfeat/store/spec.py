@@ -39,6 +39,9 @@ class FeatureSetSpec:
     precision: str = "float32"
     dtype: str = "float16"
     part_format: str = "zarr"
+    # The decode and resize path: 1 = before frame-exact seeking and resizing in RGB (its
+    # rows are other values, so a set made by it is never extended by this one).
+    decode_version: int = 2
     # Not identity: how parts are compressed does not change values.
     compression: str | None = field(default=None, compare=False)
 
@@ -86,6 +89,7 @@ class FeatureSetSpec:
                 precision=str(d.get("precision", "float32")),
                 dtype=str(d["dtype"]),
                 part_format=str(d["part_format"]),
+                decode_version=int(d.get("decode_version", 1)),
                 compression=d.get("compression"),
             )
         except (KeyError, TypeError, ValueError) as e:

@@ -1,0 +1,177 @@
+"""Frame exactness on files made the way real videos are (tests/pipeline/real_world.py): every
+stored row is the frame a plain sequential decode presents at that index, with its pts."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.pipeline import real_world
+from tests.pipeline.real_world import N_FRAMES, H, W, frame_numbers, packets, sequential
+from vidfeat.config import SamplingConfig
+from vidfeat.pipeline.decode import (
+    DecodeReport,
+    Geometry,
+    VideoIndex,
+    _convert,
+    _frame_rotation,
+    decode_selected,
+    probe,
+)
+from vidfeat.pipeline.discovery import VIDEO_EXTENSIONS
+from vidfeat.pipeline.sampling import select_frames
+
+GEOMETRY = Geometry(64, 64, "bilinear")
+MODES = {
+    "frames": SamplingConfig(frames=7),
+    "fps": SamplingConfig(mode="fps", fps=3.0),
+    "stride": SamplingConfig(mode="stride", stride=4),
+    "all": SamplingConfig(mode="all"),
+}
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return real_world.make_all(tmp_path_factory.mktemp("real-world"))
+
+
+def reference(path: Path, index: VideoIndex) -> list[tuple[float | None, np.ndarray]]:
+    """The sequential decode, converted exactly as the pipeline converts a frame."""
+    return [
+        (pts, _convert(f, GEOMETRY, index.sar, _frame_rotation(f, index)))
+        for pts, f in sequential(path)
+    ]
+
+
+def decode_rows(path: Path, index: VideoIndex, rows: np.ndarray, report: DecodeReport) -> tuple:
+    chunks = list(decode_selected(str(path), index, rows, GEOMETRY, chunk=5, report=report))
+    return (
+        np.concatenate([c.frames for c in chunks]),
+        np.concatenate([c.frame_index for c in chunks]),
+        np.concatenate([c.pts_s for c in chunks]),
+    )
+
+
+def assert_rows_match(
+    path: Path, index: VideoIndex, rows: np.ndarray, ref: list[tuple[float | None, np.ndarray]]
+) -> DecodeReport:
+    report = DecodeReport()
+    frames, frame_index, pts = decode_rows(path, index, rows, report)
+    assert frame_index.tolist() == rows.tolist()
+    for frame, row, t in zip(frames, frame_index, pts, strict=True):
+        want_pts, want = ref[row]
+        assert np.array_equal(frame, want), f"{path.name}: row for frame {row} is another image"
+        if want_pts is not None and not index.ordinal:
+            assert t == pytest.approx(want_pts, abs=1e-9), f"{path.name}: pts of frame {row}"
+    return report
+
+
+def test_fixtures_are_what_they_claim(files: dict[str, Path]) -> None:
+    """The recipes really produce the hard cases (so the tests below test them)."""
+    cut = list(packets(files["h264_cut.mp4"]))
+    assert sum(p.is_discard for p in cut) > 0, "an -ss … -c copy cut has discarded pre-roll"
+    for name in ("h264_bframes.ts", "hevc_bframes.ts", "h264_bframes.mp4"):
+        assert any(p.pts != p.dts for p in packets(files[name])), f"{name} has B-frames"
+    assert all(p.pts is None for p in packets(files["h264_raw.h264"])), "raw: no timestamps"
+    assert all(p.pts is None for p in packets(files["hevc_raw.hevc"]))
+    ts_start = sequential(files["h264_bframes.ts"])[0][0]
+    assert ts_start is not None and ts_start > 1.0, "MPEG-TS starts at a non-zero time"
+    assert sum(p.is_keyframe for p in packets(files["h264_long_gop.mp4"])) == 1
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("name", real_world.ALL)
+def test_every_row_is_the_sequentially_decoded_frame(
+    files: dict[str, Path], name: str, mode: str
+) -> None:
+    path = files[name]
+    index = probe(str(path))
+    ref = reference(path, index)
+    assert len(index.pts) == len(ref), f"{name}: the index lists exactly the presented frames"
+    rows = select_frames(index.seconds, index.end_s, MODES[mode])
+    report = assert_rows_match(path, index, rows, ref)
+    if mode == "all":
+        assert len(rows) == len(ref)
+    if not index.ordinal:
+        # Presented frames only: durations and spacing come from them.
+        first, last = ref[0][0], ref[-1][0]
+        assert first is not None and last is not None
+        assert float(index.seconds[0]) == pytest.approx(first)
+        assert index.end_s > last
+    assert report.seeks <= 3 * len(rows) + 1
+
+
+def test_cut_presents_only_the_frames_after_the_edit(files: dict[str, Path]) -> None:
+    index = probe(str(files["h264_cut.mp4"]))
+    shown = frame_numbers(np.stack([a for _, a in reference(files["h264_cut.mp4"], index)]))
+    assert shown == list(range(N_FRAMES - len(shown), N_FRAMES))  # 33..59, no pre-roll
+    assert len(index.pts) == len(shown)
+    assert index.duration_s == pytest.approx(len(shown) / 25, abs=1e-6)
+
+
+def test_mpegts_seek_lands_exactly_and_learns_to_seek_by_dts(files: dict[str, Path]) -> None:
+    path = files["h264_bframes.ts"]
+    index = probe(str(path))
+    rows = np.array([14, 30, 50])  # each past a keyframe: every target needs a seek
+    report = assert_rows_match(path, index, rows, reference(path, index))
+    # The first pts seek lands a GOP late and is retried by dts; later seeks go by dts at once.
+    assert report.late_seeks == 1
+    assert report.seeks == 4
+
+
+def test_raw_streams_are_ordinal_and_timed_by_the_frame_rate(files: dict[str, Path]) -> None:
+    index = probe(str(files["h264_raw.h264"]))
+    assert index.ordinal and len(index.pts) == N_FRAMES
+    np.testing.assert_allclose(index.seconds[:3], [0.0, 0.04, 0.08])
+    assert {".h264", ".264", ".hevc", ".265", ".m2v", ".mpv"} <= VIDEO_EXTENSIONS
+
+
+def test_avi_decode_order_timestamps_are_not_trusted(files: dict[str, Path]) -> None:
+    index = probe(str(files["h264_bframes.avi"]))
+    assert index.ordinal, "AVI timestamps of H.264 with B-frames are decode times"
+    assert not probe(str(files["mpeg4_bframes.avi"])).ordinal
+
+
+def test_rotation_and_sar_give_the_displayed_size(files: dict[str, Path]) -> None:
+    for name in ("h264_sar.mp4", "h264_pasp.mp4"):  # SAR in the bitstream / in the container
+        index = probe(str(files[name]))
+        assert index.sar == Fraction(32, 27) and index.display_size == (114, 64), name
+    rotated = files["h264_rotated.mp4"]
+    index = probe(str(rotated))
+    report = DecodeReport()
+    list(decode_selected(str(rotated), index, np.arange(3), GEOMETRY, report=report))
+    assert report.rotation == 270  # ffmpeg's -display_rotation is counter-clockwise
+    assert index.with_rotation(report.rotation).display_size == (H, W)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(
+        ["h264_bframes.ts", "h264_cut.mp4", "hevc_bframes.mp4", "h264_bframes.avi", "h264_vfr.mp4"]
+    ),
+    rows=st.sets(st.integers(0, 200), min_size=1, max_size=12),
+)
+def test_random_requests_match_sequential_decoding(
+    files: dict[str, Path], name: str, rows: set[int]
+) -> None:
+    path = files[name]
+    index = probe(str(path))
+    chosen = np.array(sorted(r % len(index.pts) for r in rows))
+    chosen = np.unique(chosen)
+    assert_rows_match(path, index, chosen, _cached_reference(path, index))
+
+
+_REFERENCES: dict[Path, list[tuple[float | None, np.ndarray]]] = {}
+
+
+def _cached_reference(path: Path, index: VideoIndex) -> list[tuple[float | None, np.ndarray]]:
+    if path not in _REFERENCES:
+        _REFERENCES[path] = reference(path, index)
+    return _REFERENCES[path]
