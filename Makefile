@@ -29,6 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/backbones.py
+	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/train.py
 

@@ -178,3 +178,39 @@ def test_local_workers_start_with_one_malloc_arena(
         (env,) = client.run(_malloc_env).values()
     assert env == {"MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": None}
     assert "MALLOC_ARENA_MAX" not in os.environ
+
+
+def test_real_world_files_store_every_presented_frame(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--all through the whole pipeline on ffmpeg-made files: no false failure, one row per
+    presented frame at its pts, the displayed size in the record."""
+    from tests.pipeline.real_world import sequential
+
+    chosen = ["h264_cut.mp4", "h264_bframes.ts", "h264_raw.h264", "h264_bframes.avi"]
+    chosen += ["h264_sar.mp4", "h264_rotated.mp4", "h264_vfr.mp4"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in chosen:
+        shutil.copy(files[name], folder / name)
+    report = extract(
+        config(folder, tmp_path / "store", label_from="none", sampling=SamplingConfig("all"))
+    )
+    assert report.failures == [] and report.videos_done == len(chosen)
+    fset = open_store(tmp_path / "store").get_featureset(report.featureset)
+    catalog = fset.catalog()
+    for name in chosen:
+        presented = sequential(files[name])
+        record = catalog.videos[name].record
+        _, pts = fset.read(name)
+        assert record.n_rows == len(presented), name
+        if presented[0][0] is not None and name != "h264_bframes.avi":
+            np.testing.assert_allclose(pts, [t for t, _ in presented], atol=1e-9)
+    assert (
+        catalog.videos["h264_sar.mp4"].record.width,
+        catalog.videos["h264_sar.mp4"].record.height,
+    ) == (114, 64)
+    rotated = catalog.videos["h264_rotated.mp4"].record
+    assert (rotated.width, rotated.height) == (64, 96)
+    assert catalog.videos["h264_cut.mp4"].record.duration_s == pytest.approx(27 / 25)
+    assert verify_store(open_store(tmp_path / "store")) == []

@@ -12,11 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.pipeline.real_world import camera_like
 from vidfeat.models.backbone import Backbone, Preprocess
 from vidfeat.models.efficientnet_lite import PREPROCESS as DEFAULT_PREPROCESS
 from vidfeat.pipeline.decode import Geometry, decode_selected, probe
-from vidfeat.synth import encode_video
+from vidfeat.synth import camera_like, encode_video
 
 MAX_MEAN_ABS = 2 / 255  # per pixel, in [0, 1] units
 

@@ -35,11 +35,6 @@ MODES = {
 }
 
 
-@pytest.fixture(scope="session")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return real_world.make_all(tmp_path_factory.mktemp("real-world"))
-
-
 def reference(path: Path, index: VideoIndex) -> list[tuple[float | None, np.ndarray]]:
     """The sequential decode, converted exactly as the pipeline converts a frame."""
     return [
@@ -175,3 +170,56 @@ def _cached_reference(path: Path, index: VideoIndex) -> list[tuple[float | None,
     if path not in _REFERENCES:
         _REFERENCES[path] = reference(path, index)
     return _REFERENCES[path]
+
+
+def test_a_frame_the_decoder_never_presents_is_an_error_not_a_near_frame(
+    files: dict[str, Path],
+) -> None:
+    from dataclasses import replace
+
+    from vidfeat.errors import VideoDecodeError
+
+    path = files["h264_bframes.mp4"]
+    index = probe(str(path))
+    phantom = np.insert(index.pts, 21, index.pts[20] + 1)  # a listed time no frame has
+    with pytest.raises(VideoDecodeError, match="never presents it exactly") as err:
+        list(decode_selected(str(path), replace(index, pts=phantom), np.array([21]), GEOMETRY))
+    assert err.value.kind == "inexact"
+    missing = np.delete(index.pts, 20)  # a presented frame the index does not list
+    with pytest.raises(VideoDecodeError, match="does not list") as err:
+        # row 21 is frame 22: decoded from keyframe 12, through the unlisted frame 20
+        list(decode_selected(str(path), replace(index, pts=missing), np.array([21]), GEOMETRY))
+    assert err.value.kind == "inexact"
+    # Decode-order timestamps taken for presentation times: caught, not stored.
+    avi = files["h264_bframes.avi"]
+    trusting = replace(probe(str(avi)), ordinal=False)
+    with pytest.raises(VideoDecodeError, match="inexact") as err:
+        list(decode_selected(str(avi), trusting, np.arange(len(trusting.pts)), GEOMETRY))
+    assert err.value.kind == "inexact"
+
+
+def test_cut_raw_and_ts_files_that_end_early_are_truncated(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from vidfeat.errors import VideoDecodeError
+
+    for name in ("h264_bframes.ts", "h264_raw.h264"):
+        data = files[name].read_bytes()
+        cut = tmp_path / name
+        cut.write_bytes(data[: len(data) // 2])
+        index = probe(str(cut))
+        rows = select_frames(index.seconds, index.end_s, MODES["all"])
+        ref = reference(cut, index)
+        damaged: list[VideoDecodeError] = []
+        try:  # a half frame at the cut is damaged data, never a row
+            assert_rows_match(cut, index, rows, ref)
+        except VideoDecodeError as e:
+            damaged.append(e)
+        if damaged:
+            assert damaged[0].kind == "truncated", damaged[0]
+            # Sampling that stays clear of the damaged end stores exact rows.
+            assert_rows_match(cut, index, rows[: len(rows) // 2], ref)
+        (tmp_path / f"head-{name}").write_bytes(data[:300])
+        with pytest.raises(VideoDecodeError) as err:
+            probe(str(tmp_path / f"head-{name}"))
+        assert err.value.kind in ("truncated", "zero_frames"), err.value

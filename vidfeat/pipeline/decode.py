@@ -37,7 +37,14 @@ from vidfeat.pipeline.sampling import center_crop_box, resize_dims
 
 _SWSCALE = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "POINT", "area": "AREA"}
 # Container signatures: a file that starts like a video but will not open is truncated.
-_SIGNATURES = (b"RIFF", b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV")
+_SIGNATURES = (
+    b"RIFF",
+    b"\x1a\x45\xdf\xa3",  # Matroska / WebM
+    b"\x00\x00\x01\xba",  # MPEG program stream
+    b"\x00\x00\x01\xb3",  # MPEG-1/2 video
+    b"\x00\x00\x00\x01",  # Annex-B H.264 / HEVC
+    b"FLV",
+)
 
 av.logging.set_level(av.logging.PANIC)  # failures are reported through VideoDecodeError
 
@@ -70,11 +77,14 @@ class DecodeReport:
 def _looks_like_video(path: str) -> bool:
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(189)
     except OSError:
         return False
-    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head.startswith(
-        _SIGNATURES
+    mpegts = len(head) > 188 and head[0] == head[188] == 0x47  # two TS packets' sync bytes
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide")
+        or head.startswith(_SIGNATURES)
+        or mpegts
     )
 
 
@@ -189,6 +199,9 @@ def _convert(frame: Any, geometry: Geometry, sar: Fraction, rotation: int) -> np
     return np.ascontiguousarray(rgb[y0 : y0 + geometry.crop, x0 : x0 + geometry.crop])
 
 
+_CORRUPT = "the frame decodes with missing data"
+
+
 class _Landed(Exception):
     """This decode run cannot present the target (landed late, skipped it, or ended)."""
 
@@ -206,6 +219,7 @@ class _ExactDecoder:
         self.frames: Iterator[Any] | None = None
         self.position: int | None = None  # pts (or ordinal) of the last frame of this run
         self.prefer_dts = False  # pts seeks landed late once: seek by dts from now on
+        self.at_start = False  # a fresh demuxer that has decoded nothing yet
         self._reopen()
 
     def close(self) -> None:
@@ -222,15 +236,18 @@ class _ExactDecoder:
         self.stream.thread_type = "AUTO"
         self.stream.thread_count = self.threads
         self.frames, self.position = None, None
+        self.at_start = True
 
     def _seek(self, ts: int) -> None:
         self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
         self.report.seeks += 1
         self.frames, self.position = None, None
+        self.at_start = False
 
     def _next(self) -> Any:
         if self.frames is None:
             self.frames = iter(self.container.decode(self.stream))
+            self.at_start = False
         while True:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise VideoDecodeError(
@@ -263,7 +280,7 @@ class _ExactDecoder:
             assert here is not None
             if here == target:
                 if frame.is_corrupt:
-                    raise _Landed("the frame decoded with missing references")
+                    raise _Landed(_CORRUPT)
                 return frame
             if here > target:
                 raise _Landed("landed past the target" if first else "skipped the target")
@@ -313,9 +330,8 @@ class _ExactDecoder:
         k = max(int(np.searchsorted(ix.seek_pts, target, side="right")) - 1, 0)
         plans: list[tuple[str, Callable[[], None] | None]] = []
         here = self.position
-        fresh = self.frames is None and here is None and self.report.decoded == 0
         if (here is not None and here < target and int(ix.seek_pts[k]) <= here) or (
-            fresh and k == 0
+            self.at_start and k == 0
         ):
             plans.append(("on", None))
         if not self.prefer_dts:
@@ -333,6 +349,10 @@ class _ExactDecoder:
                 "truncated",
                 f"{self.path}: the stream ended before {at}, which the container lists "
                 f"({ix.pts.size} frames); the file is cut short or damaged",
+            )
+        if why == _CORRUPT:
+            return VideoDecodeError(
+                "truncated", f"{self.path}: {at} is damaged (it decodes with missing data)"
             )
         return VideoDecodeError(
             "inexact",
