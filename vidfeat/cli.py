@@ -191,6 +191,7 @@ _EXTRACT_KEYS = {
     "max_frames",
     "backbone",
     "weights",
+    "preprocess",
     "device",
     "precision",
     "batch_size",
@@ -198,6 +199,7 @@ _EXTRACT_KEYS = {
     "scheduler",
     "label_from",
     "retry_failed",
+    "update",
     "strict",
     "report",
     "decode_threads",
@@ -230,6 +232,7 @@ def build_extract_config(values: dict[str, Any]) -> Any:
         device=values.get("device") or "auto",
         precision=values.get("precision") or "auto",
         batch_size=values.get("batch_size"),
+        preprocess=values.get("preprocess"),
     )
     inputs = values.get("inputs") or ()
     return ExtractConfig(
@@ -242,8 +245,9 @@ def build_extract_config(values: dict[str, Any]) -> Any:
         backbone=backbone,
         workers=values.get("workers") or 1,
         scheduler=values.get("scheduler"),
-        label_from=values.get("label_from") or "manifest",
+        label_from=values.get("label_from") or "auto",
         retry_failed=bool(values.get("retry_failed")),
+        update=bool(values.get("update")),
         strict=bool(values.get("strict")),
         report=values.get("report"),
         decode_threads=values.get("decode_threads") or 2,
@@ -276,6 +280,12 @@ def extract(
         None, help="Backbone (see `vidfeat models`); default efficientnet_lite0."
     ),
     weights: str | None = typer.Option(None, help="DEFAULT, a weight enum name, none, or a file."),
+    preprocess: str | None = typer.Option(
+        None,
+        help="For a weights file: the reference transform it was trained with, a torchvision "
+        "weights enum (IMAGENET1K_V1) or a timm pretrained tag (default: the family's classic "
+        "recipe, torchvision's V1 / timm's default).",
+    ),
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
     precision: str | None = typer.Option(None, help="auto, float32, bfloat16 or float16."),
     batch_size: int | None = typer.Option(
@@ -284,12 +294,21 @@ def extract(
     workers: int | None = typer.Option(None, help="Local Dask worker processes (default 1)."),
     scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler."),
     label_from: str | None = typer.Option(
-        None, help="manifest (default), parent (folder name) or none."
+        None,
+        help="auto (default: a manifest's labels; for folders, the class subfolder's name, "
+        "as in the UCF101 layout), manifest, parent (the folder a video sits in) or none.",
     ),
     retry_failed: bool | None = typer.Option(
         None, "--retry-failed", help="Retry videos that failed before."
     ),
-    strict: bool | None = typer.Option(None, "--strict", help="Exit 1 if any video failed."),
+    update: bool | None = typer.Option(
+        None,
+        "--update",
+        help="Replace stored videos whose file content changed (else a conflict, refused).",
+    ),
+    strict: bool | None = typer.Option(
+        None, "--strict", help="Exit 1 if any input video is failed in the feature set."
+    ),
     report: str | None = typer.Option(None, help="Write a JSON run report here."),
     decode_threads: int | None = typer.Option(None, help="Decoder processes per part (default 2)."),
     videos_per_part: int | None = typer.Option(None, help="Videos per part (default: balanced)."),
@@ -302,13 +321,14 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Extract features from videos into a feature set (resumable, fault tolerant)."""
-    from vidfeat.config import merge_options, read_config_file
+    flags = dict(locals())  # before the imports below add names to locals()
+    flags.pop("config"), flags.pop("quiet")
+    from vidfeat.config import read_config_file
+    from vidfeat.options import extract_options
     from vidfeat.pipeline.runner import extract as run_extract
 
-    flags = dict(locals())
-    flags.pop("config"), flags.pop("quiet")
     file_values = read_config_file(config) if config else {}
-    cfg = build_extract_config(merge_options(_EXTRACT_KEYS, file_values, flags, str(config)))
+    cfg = build_extract_config(extract_options(_EXTRACT_KEYS, file_values, flags, str(config)))
     try:
         rep = run_extract(cfg, progress=not quiet)
     except KeyboardInterrupt:  # Typer would exit 130 silently
@@ -319,27 +339,56 @@ def extract(
         f"{rep.featureset}: {rep.videos_done} videos, {rep.rows} rows, {len(rep.failures)} failed"
         f"{skipped} in {rep.wall_s:.1f} s ({rep.frames_per_s:.1f} frames/s) → {rep.store}"
     )
+    if rep.videos_same_content:
+        typer.echo(f"  {rep.videos_same_content} changed files have the stored bytes: kept")
     for f in rep.failures[:20]:
         typer.echo(f"  failed {f['video_id']}: {f['kind']}: {f['message']}", err=True)
     if len(rep.failures) > 20:
         typer.echo(f"  … and {len(rep.failures) - 20} more (see `vidfeat info`)", err=True)
-    if cfg.strict and rep.failures:
+    earlier = sorted(set(rep.failed_inputs) - {f["video_id"] for f in rep.failures})
+    if earlier:
+        shown = ", ".join(earlier[:10]) + (" …" if len(earlier) > 10 else "")
+        typer.echo(
+            f"  {len(earlier)} inputs failed in earlier runs: {shown} (--retry-failed retries)",
+            err=True,
+        )
+    if cfg.strict and rep.failed_inputs:
         raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------ train
-def _train_config(store: str, featureset: str, values: dict[str, Any], config: Path | None) -> Any:
-    from vidfeat.config import TrainConfig, build, field_names, merge_options, read_config_file
+def _only_featureset(store: str) -> str:
+    """The feature set of a store that holds exactly one (said on stderr), else an error."""
+    from vidfeat.errors import ConfigError
+    from vidfeat.store import open_store
 
+    names = open_store(store, mode="r").featuresets()
+    if len(names) == 1:
+        typer.echo(f"feature set: {names[0]} (the only one in {store})", err=True)
+        return names[0]
+    listing = ", ".join(names) if names else "none"
+    raise ConfigError(f"{store} holds {len(names)} feature sets ({listing}): name one.")
+
+
+def _train_config(
+    store: str, featureset: str | None, values: dict[str, Any], config: Path | None
+) -> Any:
+    from vidfeat.config import TrainConfig, build, field_names, merge_options, read_config_file
+    from vidfeat.options import check_dataclass_values
+
+    featureset = featureset or _only_featureset(store)
     file_values = read_config_file(config) if config else {}
     merged = merge_options(field_names(TrainConfig), file_values, values, str(config))
+    check_dataclass_values(TrainConfig, file_values, str(config))
     return build(TrainConfig, {"store": store, "featureset": featureset, **merged})
 
 
 @app.command("train")
 def train_cmd(
     store: str = typer.Argument(..., help="Feature store."),
-    featureset: str = typer.Argument(..., help="Feature set name (see `vidfeat ls`)."),
+    featureset: str | None = typer.Argument(
+        None, help="Feature set name (see `vidfeat ls`); optional when the store holds one."
+    ),
     head: str | None = typer.Option(
         None, help="meanpool, lstm, bilstm, attention, gru, transformer, seed."
     ),
@@ -423,7 +472,9 @@ def runs(runs_dir: str = typer.Argument("runs", help="Runs folder.")) -> None:
 @app.command("sweep")
 def sweep_cmd(
     store: str = typer.Argument(..., help="Feature store."),
-    featureset: str = typer.Argument(..., help="Feature set name."),
+    featureset: str | None = typer.Argument(
+        None, help="Feature set name; optional when the store holds one."
+    ),
     grid: list[str] = typer.Option(
         ..., "--grid", help="key=v1,v2 (repeat): e.g. head=lstm,meanpool"
     ),

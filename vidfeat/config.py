@@ -20,7 +20,7 @@ PART_FORMATS = ("zarr", "hdf5")
 FEATURE_DTYPES = ("float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-LABEL_SOURCES = ("manifest", "parent", "none")
+LABEL_SOURCES = ("auto", "manifest", "parent", "none")
 # Resize filters the decoder can apply exactly as the weights' reference transforms do.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
@@ -78,6 +78,7 @@ class BackboneConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None  # None: 16 on the CPU (faster per image here), 128 on CUDA
+    preprocess: str | None = None  # the reference transform a weights file was trained with
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)
@@ -99,8 +100,9 @@ class ExtractConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     workers: int = 1
     scheduler: str | None = None
-    label_from: str = "manifest"
+    label_from: str = "auto"
     retry_failed: bool = False
+    update: bool = False  # replace stored videos whose file content changed
     strict: bool = False
     report: str | None = None
     decode_threads: int = 2

@@ -118,3 +118,33 @@ def test_default_backbone_cuda_bf16_matches_cpu_fp32() -> None:
     cos = (cpu * gpu).sum(1) / (np.linalg.norm(cpu, axis=1) * np.linalg.norm(gpu, axis=1))
     print(f"cosine per row: min {cos.min():.5f} mean {cos.mean():.5f}")
     assert cos.min() >= 0.99
+
+
+def test_a_weights_file_takes_the_classic_or_the_named_preprocessing(tmp_path: Path) -> None:
+    import torchvision
+
+    from vidfeat.models.registry import build_module
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)
+    classic = build_module("resnet50", str(path)).preprocess
+    assert (classic.resize_size, classic.input_size) == (256, 224)  # V1, not DEFAULT's V2 (232)
+    v2 = build_module("resnet50", str(path), "IMAGENET1K_V2").preprocess
+    assert (v2.resize_size, v2.interpolation) == (232, "bilinear")
+    with pytest.raises(BackboneError, match=r"Unknown --preprocess 'V3'.*IMAGENET1K_V1"):
+        build_module("resnet50", str(path), "V3")
+    with pytest.raises(BackboneError, match="--preprocess is for torchvision and timm"):
+        build_module("tiny", "DEFAULT", "IMAGENET1K_V1")
+
+
+def test_a_timm_weights_file_takes_a_pretrained_tags_preprocessing(tmp_path: Path) -> None:
+    import timm
+
+    from vidfeat.models.registry import build_module
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
+    tagged = build_module("timm:resnet18", str(path), "a1_in1k").preprocess
+    assert (tagged.resize_size, tagged.interpolation) == (235, "bicubic")  # crop_pct 0.95
+    with pytest.raises(BackboneError, match=r"Unknown --preprocess 'nope'.*a1_in1k"):
+        build_module("timm:resnet18", str(path), "nope")

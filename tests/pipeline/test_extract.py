@@ -214,3 +214,61 @@ def test_real_world_files_store_every_presented_frame(
     assert (rotated.width, rotated.height) == (64, 96)
     assert catalog.videos["h264_cut.mp4"].record.duration_s == pytest.approx(27 / 25)
     assert verify_store(open_store(tmp_path / "store")) == []
+
+
+def test_a_different_file_under_a_stored_id_is_a_conflict_until_update(
+    dataset: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    first = extract(config(dataset, store))
+    fset = open_store(store).get_featureset(first.featureset)
+    before = fset.read("ramp_up/ramp_up_0000.mp4")[0].copy()
+    other = tmp_path / "teamB"
+    shutil.copytree(dataset, other)  # same ids; one file with other content
+    shutil.copyfile(dataset / "ramp_down/ramp_down_0000.mp4", other / "ramp_up/ramp_up_0000.mp4")
+    refused = extract(config(other, store))
+    assert refused.videos_done == 0
+    assert [(f["video_id"], f["kind"]) for f in refused.failures] == [
+        ("ramp_up/ramp_up_0000.mp4", "conflict")
+    ]
+    assert "--update" in refused.failures[0]["message"]
+    assert refused.videos_skipped == 5  # copytree kept their mtimes: the same fingerprints
+    fresh = open_store(store).get_featureset(first.featureset)
+    np.testing.assert_array_equal(fresh.read("ramp_up/ramp_up_0000.mp4")[0], before)
+    assert verify_store(open_store(store)) == []
+
+    updated = extract(config(other, store, update=True))
+    assert updated.failures == [] and updated.videos_done >= 1
+    after = open_store(store).get_featureset(first.featureset)
+    new = after.read("ramp_up/ramp_up_0000.mp4")[0]
+    assert not np.array_equal(new, before)
+    assert after.video_ids().count("ramp_up/ramp_up_0000.mp4") == 1
+    assert after.catalog().videos["ramp_up/ramp_up_0000.mp4"].record.uri.startswith(str(other))
+    assert verify_store(open_store(store)) == []
+
+
+def test_a_byte_identical_copy_with_new_mtimes_is_not_extracted_again(
+    dataset: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    extract(config(dataset, store))
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy, copy_function=shutil.copyfile)  # new mtimes
+    again = extract(config(copy, store))
+    assert (again.videos_done, again.videos_skipped, again.videos_same_content) == (0, 6, 6)
+    assert again.parts == 0 and again.failures == []
+
+
+def test_strict_counts_failures_of_earlier_runs(dataset: Path, tmp_path: Path) -> None:
+    (dataset / "ramp_up" / "bad.mp4").write_bytes(b"garbage" * 10)
+    runner = CliRunner()
+    args = tiny_extract_args(dataset, tmp_path / "s")
+    assert runner.invoke(app, args).exit_code == 0
+    out = runner.invoke(app, [*args, "--strict"])  # nothing new to do, one input failed before
+    assert out.exit_code == 1, out.output
+    assert "7 already stored" in out.output
+    assert "failed in earlier runs: ramp_up/bad.mp4" in out.output
+    good = tmp_path / "good"
+    shutil.copytree(dataset, good)
+    (good / "ramp_up" / "bad.mp4").unlink()
+    assert runner.invoke(app, [*tiny_extract_args(good, tmp_path / "s"), "--strict"]).exit_code == 0

@@ -224,3 +224,46 @@ def test_open_store_refuses_foreign_folders(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="No vidfeat store"):
         open_store(tmp_path / "new", mode="r")
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "bad_path",
+    [
+        "../../../other/featuresets/fs/parts/p-x-1.zarr",
+        "/abs/parts/p-x-1.zarr",
+        "s3://bucket/parts/p-x-1.zarr",
+        "parts/../../other.zarr",
+        "parts/sub/p-x-1.zarr",
+    ],
+)
+def test_a_commit_pointing_outside_parts_is_refused_and_reported(
+    tmp_path: Path, bad_path: str
+) -> None:
+    """Metadata is input too: a record must not make load() return another store's rows."""
+    other = open_store(tmp_path / "other")
+    write_part(new_featureset(other), "p-other", {"theirs.mp4": 3})
+    store = open_store(tmp_path / "s")
+    fset = new_featureset(store)
+    write_part(fset, "p-ours", {"ours.mp4": 2})
+    forged = json.loads((tmp_path / "s/featuresets/fs/commits/p-ours.json").read_text())
+    forged.update(part_id="p-x", path=bad_path)
+    forged["videos"][0]["video_id"] = "theirs.mp4"
+    (tmp_path / "s/featuresets/fs/commits/p-x.json").write_text(json.dumps(forged))
+    reopened = open_store(tmp_path / "s").get_featureset("fs")
+    with pytest.raises(StoreError, match=r"commits/p-x\.json.*not inside this feature set"):
+        reopened.load()
+    problems = verify_store(open_store(tmp_path / "s"))
+    assert len(problems) == 1 and "p-x.json" in problems[0], problems
+
+
+def test_a_commit_record_with_a_control_character_id_is_refused(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s")
+    fset = new_featureset(store)
+    write_part(fset, "p-ours", {"ours.mp4": 2})
+    path = tmp_path / "s/featuresets/fs/commits/p-ours.json"
+    record = json.loads(path.read_text())
+    record["videos"][0]["video_id"] = "bad\nid.mp4"
+    path.write_text(json.dumps(record))
+    with pytest.raises(StoreError, match="bad video_id"):
+        open_store(tmp_path / "s").get_featureset("fs").load()
+    assert verify_store(open_store(tmp_path / "s")) != []

@@ -184,3 +184,18 @@ def test_parallel_sweep_matches_serial_and_loads_once(
     assert len((tmp_path / "parallel" / "index.jsonl").read_text().splitlines()) == 4
     with pytest.raises(ConfigError, match="changes which features are loaded"):
         parse_grid(["featureset=a,b"])
+
+
+def test_cli_train_picks_the_only_featureset(featureset: tuple[str, str], tmp_path: Path) -> None:
+    store, name = featureset
+    runner = CliRunner()
+    args = ["--head", "meanpool", "--epochs", "1", "--runs-dir", str(tmp_path)]
+    out = runner.invoke(app, ["train", store, *args])
+    assert out.exit_code == 0, out.output
+    assert f"feature set: {name} (the only one" in out.output
+    empty = tmp_path / "empty-store"
+    from vidfeat.store import open_store
+
+    open_store(empty)
+    out = runner.invoke(app, ["train", str(empty), *args])
+    assert "holds 0 feature sets (none): name one" in str(out.exception)  # main(): error: …

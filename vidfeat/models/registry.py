@@ -66,24 +66,32 @@ def create_backbone(
     weights: str = "DEFAULT",
     device: str = "auto",
     precision: str = "auto",
+    preprocess: str | None = None,
 ) -> Backbone:
     tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
-    built = build_module(name, weights)
+    built = build_module(name, weights, preprocess)
     return Backbone(
         name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
     )
 
 
-def build_module(name: str, weights: str = "DEFAULT") -> Built:
+def build_module(name: str, weights: str = "DEFAULT", preprocess: str | None = None) -> Built:
     """The plain torch module of a backbone with its weights, preprocessing and identity, and
-    nothing else (``create_backbone`` wraps it for the pipeline)."""
+    nothing else (``create_backbone`` wraps it for the pipeline). ``preprocess``: whose
+    reference transform a weights file was trained with (a torchvision weights enum name such
+    as IMAGENET1K_V1, or a timm pretrained tag)."""
     _ensure_registered()
     if name in _REGISTRY:
+        if preprocess:
+            raise BackboneError(
+                f"--preprocess is for torchvision and timm backbones; {name} has one fixed "
+                "preprocessing."
+            )
         built = _REGISTRY[name][0](weights)
     elif name.startswith("timm:"):
         from vidfeat.models.timm_zoo import build_timm
 
-        built = build_timm(name.removeprefix("timm:"), weights)
+        built = build_timm(name.removeprefix("timm:"), weights, preprocess)
     else:
         from vidfeat.models.torchvision_zoo import build_torchvision, torchvision_names
 
@@ -94,7 +102,7 @@ def build_module(name: str, weights: str = "DEFAULT") -> Built:
                 f"model (e.g. resnet50, efficientnet_b0, vit_b_16; see `vidfeat models`), or "
                 f"timm:<name>."
             )
-        built = build_torchvision(name, weights)
+        built = build_torchvision(name, weights, preprocess)
     return built
 
 

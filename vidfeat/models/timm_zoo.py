@@ -31,7 +31,7 @@ def _preprocess(cfg: dict[str, object]) -> Preprocess:
     )
 
 
-def build_timm(name: str, weights: str) -> Built:
+def build_timm(name: str, weights: str, preprocess: str | None = None) -> Built:
     import timm
 
     model: Any
@@ -62,4 +62,29 @@ def build_timm(name: str, weights: str) -> Built:
         raise BackboneError(
             f"Invalid --weights {weights!r} for timm:{name}: use DEFAULT, none or a weights file."
         )
-    return Built(model, int(model.num_features), _preprocess(model.pretrained_cfg), weights_id)
+    cfg = model.pretrained_cfg
+    if preprocess:
+        if weights == "DEFAULT":
+            raise BackboneError(
+                "--weights DEFAULT brings its own preprocessing; --preprocess is for weights files."
+            )
+        cfg = _tagged_cfg(name, preprocess)
+    return Built(model, int(model.num_features), _preprocess(cfg), weights_id)
+
+
+def _tagged_cfg(name: str, tag: str) -> dict[str, object]:
+    """timm's pretrained config ``name.tag`` (its input size, crop, interpolation, mean, std)."""
+    import timm
+
+    base = name.split(".", 1)[0]
+    try:
+        found = timm.models.get_pretrained_cfg(f"{base}.{tag}", allow_unregistered=False)
+    except RuntimeError:  # timm: "Invalid pretrained tag"
+        found = None
+    if found is None:
+        tags = sorted(n.split(".", 1)[1] for n in timm.list_pretrained(f"{base}.*"))
+        raise BackboneError(
+            f"Unknown --preprocess {tag!r} for timm:{base}. Choices: {', '.join(tags) or 'none'}."
+        )
+    cfg: dict[str, object] = found.to_dict()
+    return cfg

@@ -105,23 +105,44 @@ def _load_enum_weights(name: str, enum_value: Any) -> tuple[dict[str, torch.Tens
     return load_state_dict_file(path), file_sha256(path)
 
 
-def build_torchvision(name: str, weights: str) -> Built:
+def _recipe(name: str, preprocess: str | None) -> Any:
+    """The weights enum whose transforms a weights file (or random init) is paired with: the one
+    named by --preprocess, else the family's classic recipe, its first (V1) weights."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(name)
+    if preprocess is None:
+        return next(iter(enum))
+    try:
+        return enum[preprocess]
+    except KeyError:
+        choices = ", ".join(enum.__members__)
+        raise BackboneError(
+            f"Unknown --preprocess {preprocess!r} for {name}. Choices: {choices}."
+        ) from None
+
+
+def build_torchvision(name: str, weights: str, preprocess: str | None = None) -> Built:
     import torchvision
 
     if name not in torchvision_names():
         raise BackboneError(f"Unknown torchvision backbone {name!r}.")
     with seeded_init():
         model = torchvision.models.get_model(name, weights=None)
-    default = _weights_enum(name, "DEFAULT")
     if weights == "none":
-        enum_value = default
+        enum_value = _recipe(name, preprocess)
         weights_id = ""
     elif weights.endswith((".pth", ".pt", ".safetensors")) or os.sep in weights:
-        enum_value = default
+        enum_value = _recipe(name, preprocess)
         load_strict(model, load_state_dict_file(weights), weights)
         weights_id = file_sha256(weights)
     else:
         enum_value = _weights_enum(name, weights)
+        if preprocess and preprocess != enum_value.name:
+            raise BackboneError(
+                f"--weights {weights} brings its own preprocessing ({enum_value.name}); "
+                "--preprocess is for weights files."
+            )
         state, weights_id = _load_enum_weights(name, enum_value)
         load_strict(model, state, str(checkpoint_path(enum_value)))
     dim = last_linear_to_identity(model)

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from vidfeat.errors import InputError
@@ -34,6 +35,12 @@ VIDEO_EXTENSIONS = frozenset(
         ".3gp",
         ".ogv",
         ".gif",
+        ".mxf",
+        ".vob",
+        ".asf",
+        ".f4v",
+        ".dv",
+        ".y4m",
         # raw elementary streams: no container, no timestamps (decoded in order)
         ".h264",
         ".264",
@@ -89,11 +96,53 @@ def _walk(root: Path) -> list[Path]:
     return found
 
 
-def _label_of(path: Path, root: Path, label_from: str) -> str | None:
-    if label_from != "parent":
-        return None
-    rel = path.relative_to(root) if path.is_relative_to(root) else path
-    return rel.parent.name or None
+def _id_and_label(path: Path, root: Path, label_from: str, source: str) -> tuple[str, str | None]:
+    """A file found under ``root``: its id is its path relative to ``root``. With labels from
+    the parent folder, the label is the folder the file sits in, and a file sitting directly
+    in ``root`` (``extract ucf/Biking``: ``root`` is the class folder) keeps that folder as its
+    id prefix, so ids match split lists (``Biking/v_Biking_g01_c01.avi``) whichever folder was
+    passed. ``auto`` labels only files in subfolders of ``root`` (the UCF101 layout)."""
+    rel = path.relative_to(root)
+    nested = len(rel.parts) > 1
+    if label_from == "parent" or (label_from == "auto" and nested):
+        label = path.parent.name or None
+        vid = rel.as_posix() if nested or not root.name else f"{root.name}/{rel.as_posix()}"
+        return check_video_id(vid, source), label
+    return check_video_id(rel.as_posix(), source), None
+
+
+def _same_file(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+class _Found:
+    """Videos by id. Two different files under one id are an error naming both; the same
+    file reached twice (two inputs, a symlink, a repeated manifest row) is one video."""
+
+    def __init__(self) -> None:
+        self.videos: dict[str, VideoInput] = {}
+        self.sources: dict[str, str] = {}
+
+    def add(self, v: VideoInput, source: str) -> None:
+        seen = self.videos.get(v.video_id)
+        if seen is None:
+            self.videos[v.video_id], self.sources[v.video_id] = v, source
+            return
+        if not _same_file(seen.path, v.path):
+            raise InputError(
+                f"Two videos get the id {v.video_id!r}: {seen.path} (from "
+                f"{self.sources[v.video_id]}) and {v.path} (from {source}). Give them distinct "
+                "ids: list them in a manifest with a video_id column, or pass their common "
+                "parent folder as the input (ids are paths relative to it)."
+            )
+        if (seen.label, seen.split) != (v.label, v.split):
+            raise InputError(
+                f"{v.video_id!r} is listed twice with different labels or splits: "
+                f"{seen.label!r}/{seen.split!r} ({self.sources[v.video_id]}) and "
+                f"{v.label!r}/{v.split!r} ({source}). Keep one of the rows."
+            )
 
 
 def read_manifest(path: Path) -> list[VideoInput]:
@@ -108,18 +157,45 @@ def read_manifest(path: Path) -> list[VideoInput]:
         raise InputError(f"Cannot read manifest {path}: {e}") from None
     if rows and "path" not in rows[0]:
         raise InputError(f"Manifest {path} has no 'path' column (columns: {', '.join(rows[0])}).")
-    videos = []
+    full_paths = []
     for n, row in enumerate(rows, start=2):
         raw = str(row.get("path") or "").strip()
         if not raw:
             raise InputError(f"Manifest {path}, row {n}: empty path.")
-        full = raw if os.path.isabs(raw) or "://" in raw else str(path.parent / raw)
-        vid = check_video_id(str(row.get("video_id") or raw).strip(), f"{path} row {n}")
+        joined = raw if "://" in raw else os.path.normpath(os.path.join(path.parent, raw))
+        full_paths.append(joined)
+    derive = _manifest_ids(path.parent, full_paths)
+    found = _Found()
+    for n, (row, full) in enumerate(zip(rows, full_paths, strict=True), start=2):
+        given = str(row.get("video_id") or "").strip()
+        vid = check_video_id(given or derive[full], f"{path} row {n}")
         size, mtime = _stat(full)
         label = str(row["label"]).strip() if row.get("label") not in (None, "") else None
         split = str(row["split"]).strip() if row.get("split") not in (None, "") else None
-        videos.append(VideoInput(vid, full, label, split, size, mtime))
-    return videos
+        found.add(VideoInput(vid, full, label, split, size, mtime), f"{path} row {n}")
+    return list(found.videos.values())
+
+
+def _manifest_ids(folder: Path, paths: list[str]) -> dict[str, str]:
+    """Ids for manifest rows without a video_id: the path relative to the manifest's folder
+    when the file is inside it; otherwise (absolute or ``../`` paths, URLs) relative to the
+    common folder of all such rows, so ``find /data -name '*.avi' > list.csv`` gives ids like
+    ``Biking/v_Biking_g01_c01.avi``."""
+    base = os.path.abspath(folder)
+    ids, outside = {}, []
+    for p in paths:
+        local = "://" not in p
+        if local and os.path.commonpath([base, os.path.abspath(p)]) == base:
+            ids[p] = PurePosixPath(os.path.relpath(os.path.abspath(p), base)).as_posix()
+        else:
+            outside.append(p.split("://", 1)[-1] if not local else os.path.abspath(p))
+    if outside:
+        root = os.path.dirname(outside[0]) if len(outside) == 1 else os.path.commonpath(outside)
+        for p in paths:
+            if p not in ids:
+                key = p.split("://", 1)[-1] if "://" in p else os.path.abspath(p)
+                ids[p] = PurePosixPath(os.path.relpath(key, root)).as_posix()
+    return ids
 
 
 def _discover_url(url: str, label_from: str) -> list[VideoInput]:
@@ -153,7 +229,9 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
             modified = info.get("LastModified") or info.get("mtime")
             mtime_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else -1
             rel = pp.relative_to(root).as_posix()
-            label = pp.parent.name if label_from == "parent" else None
+            nested = len(pp.relative_to(root).parts) > 1
+            parent = label_from == "parent" or (label_from == "auto" and nested)
+            label = pp.parent.name if parent else None
             videos.append(
                 VideoInput(
                     check_video_id(rel, url),
@@ -171,14 +249,12 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
         raise InputError(f"Cannot list input {url!r}: {e}") from None
 
 
-def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") -> list[VideoInput]:
-    """All videos named by ``inputs``, deduplicated by video_id (first wins), sorted by id."""
-    found: dict[str, VideoInput] = {}
-
-    def add(v: VideoInput) -> None:
-        found.setdefault(v.video_id, v)
-
+def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> list[VideoInput]:
+    """All videos named by ``inputs``, sorted by id. Two different files under one id are an
+    error; the same file reached twice is one video."""
+    found = _Found()
     for item in inputs:
+        add = partial(found.add, source=item)
         if "://" in item and not item.startswith("file://"):
             for v in _discover_url(item, label_from):
                 add(v)
@@ -188,23 +264,19 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") 
         if p.suffix.lower() in MANIFEST_EXTENSIONS and p.is_file():
             for v in read_manifest(p):
                 add(v)
-        elif p.is_dir():
-            for f in _walk(p):
-                size, mtime = _stat(str(f))
-                vid = check_video_id(f.relative_to(p).as_posix(), str(p))
-                add(VideoInput(vid, str(f), _label_of(f, p, label_from), None, size, mtime))
-        elif p.is_file() or p.is_symlink():
-            size, mtime = _stat(str(p))
-            add(
-                VideoInput(
-                    check_video_id(p.name, item),
-                    str(p),
-                    _label_of(p, p.parent, label_from),
-                    None,
-                    size,
-                    mtime,
-                )
+        elif p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise InputError(
+                f"{item}: neither a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) nor a manifest "
+                f"({', '.join(MANIFEST_EXTENSIONS)}). Rename it or leave it out."
             )
+        elif p.is_dir():
+            root = p.absolute()
+            for f in _walk(root):
+                vid, label = _id_and_label(f, root, label_from, item)
+                add(VideoInput(vid, str(f), label, None, *_stat(str(f))))
+        elif p.is_file() or p.is_symlink():
+            vid, label = _id_and_label(p.absolute(), p.absolute().parent, label_from, item)
+            add(VideoInput(vid, str(p), label, None, *_stat(str(p))))
         elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
             root = Path(os.path.commonpath(matches)) if matches else Path(".")
@@ -212,16 +284,15 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "manifest") 
             for m in matches:
                 mp = Path(m)
                 if mp.is_file() and mp.suffix.lower() in VIDEO_EXTENSIONS:
-                    size, mtime = _stat(m)
-                    vid = check_video_id(mp.relative_to(root).as_posix(), item)
-                    add(VideoInput(vid, m, _label_of(mp, root, label_from), None, size, mtime))
+                    vid, label = _id_and_label(mp.absolute(), root.absolute(), label_from, item)
+                    add(VideoInput(vid, m, label, None, *_stat(m)))
             if not matches:
                 raise InputError(f"Glob {item!r} matches no files.")
         else:
             raise InputError(f"Input not found: {item!r} (not a file, folder, glob or manifest).")
-    if not found:
+    if not found.videos:
         raise InputError(
             f"No videos found in {', '.join(inputs)} "
             f"(extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})."
         )
-    return [found[k] for k in sorted(found)]
+    return [found.videos[k] for k in sorted(found.videos)]

@@ -21,7 +21,9 @@ from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
 
-_MODELS: dict[tuple[str, str, str, str], Backbone] = {}  # per-process cache, not configuration
+_MODELS: dict[
+    tuple[str, str, str, str, str | None], Backbone
+] = {}  # per-process cache, not configuration
 _MODELS_LOCK = threading.Lock()
 # Workers started with several threads (dask worker --nthreads N) run several parts at once;
 # their batches take turns on the one model instead of oversubscribing the cores.
@@ -32,10 +34,12 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
     """The process's backbone for this config, loaded once."""
     from vidfeat.models.registry import create_backbone
 
-    key = (cfg.name, cfg.weights, cfg.device, cfg.precision)
+    key = (cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = create_backbone(cfg.name, cfg.weights, cfg.device, cfg.precision)
+            _MODELS[key] = create_backbone(
+                cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess
+            )
         return _MODELS[key]
 
 

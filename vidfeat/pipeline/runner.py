@@ -19,6 +19,7 @@ from vidfeat.config import ExtractConfig
 from vidfeat.errors import ExtractError
 from vidfeat.pipeline.discovery import VideoInput, discover
 from vidfeat.pipeline.engine import PartTask, run_part
+from vidfeat.pipeline.resume import plan_videos
 from vidfeat.store import FeatureSet, FeatureSetSpec, open_store
 
 
@@ -38,6 +39,8 @@ class ExtractReport:
     workers_ready_s: float = 0.0  # start → backbone loaded and decoders started everywhere
     peak_worker_rss_mib: float = 0.0  # the largest worker process (model, batches, part)
     peak_decoder_rss_mib: float = 0.0  # the largest decoder child process
+    videos_same_content: int = 0  # of the skipped: changed size/mtime, same bytes as stored
+    failed_inputs: list[str] = field(default_factory=list)  # this run's or earlier runs'
     seeks: int = 0  # seeks and reopens of the decoders (each late landing costs one more)
     frames_sampled: int = 0  # rows asked of the decoders
     dashboard: str | None = None
@@ -164,20 +167,29 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         status = Console(stderr=True).status("starting workers: backbone, decoders")
         with status if show else contextlib.nullcontext():
             spec = _spec(cfg, _prepare_workers(client, cfg, torch_threads))
+        if show:
+            Console(stderr=True).print(
+                f"preprocessing: shorter side {spec.resize_size} ({spec.interpolation}), "
+                f"centre crop {spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}",
+                highlight=False,
+            )
         name = cfg.name or spec.default_name()
         fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
-        done = fset.done()
-        pending = [
-            v for v in videos if not done.should_skip(v.video_id, v.fingerprint, cfg.retry_failed)
-        ]
-        report = ExtractReport(name, store.url, len(videos), len(videos) - len(pending))
+        plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
+        report = ExtractReport(name, store.url, len(videos), plan.skipped)
+        report.videos_same_content = plan.same_content
+        report.failures += plan.conflicts
         report.workers_ready_s = time.perf_counter() - start
         n_workers = len(client.scheduler_info().get("workers", {})) or cfg.workers
-        parts = plan_parts(pending, n_workers, cfg.videos_per_part)
+        parts = plan_parts(plan.pending, n_workers, cfg.videos_per_part)
         report.parts = len(parts)
         if parts:
             _run(client, cfg, fset, parts, report, show, torch_threads)
     report.wall_s = time.perf_counter() - start
+    # --strict is about the inputs: failures recorded by earlier runs count too.
+    known = {f["video_id"] for f in report.failures}
+    failures = fset.catalog(refresh=True).failures
+    report.failed_inputs = sorted(known | {v.video_id for v in videos if v.video_id in failures})
     if cfg.report:
         with open(cfg.report, "w") as f:
             json.dump(report.to_json(), f, indent=2)

@@ -110,9 +110,17 @@ class FeatureSet:
                 continue
             rel = f"{self.prefix}/commits/{name}"
             try:
-                out.append(CommitRecord.from_json(json.loads(self.fs.read_bytes(rel))))
+                record = CommitRecord.from_json(json.loads(self.fs.read_bytes(rel)))
             except (ValueError, StoreError) as e:
-                raise StoreError(f"Commit record {rel} is unreadable: {e}") from None
+                raise StoreError(
+                    f"Commit record {rel} is unreadable: {e}. Run `vidfeat verify` on the store."
+                ) from None
+            if name != f"{record.part_id}.json":
+                raise StoreError(
+                    f"Commit record {rel} names part {record.part_id!r}; the file name must be "
+                    f"{record.part_id}.json. Run `vidfeat verify` on the store."
+                )
+            out.append(record)
         return out
 
     def catalog(self, refresh: bool = False) -> Catalog:

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vidfeat.errors import StoreError
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_part_path(path: str, part_id: str) -> str:
+    """A commit's part path is input like any other: it must name a file or folder directly
+    inside the feature set's ``parts/`` (relative, no ``..``, no absolute path, no URL)."""
+    parts = path.split("/")
+    if len(parts) != 2 or parts[0] != "parts" or not _NAME.match(parts[1]) or ".." in parts[1]:
+        raise StoreError(
+            f"part path {path!r} of part {part_id!r} is not inside this feature set's parts/ "
+            "folder; the record was not written by vidfeat or was edited"
+        )
+    return path
+
+
+def check_record_id(video_id: object) -> str:
+    if not isinstance(video_id, str) or not video_id or _CONTROL.search(video_id):
+        raise StoreError(f"bad video_id {video_id!r} (empty, not text, or control characters)")
+    return video_id
+
 
 def _from_dict(cls: type, d: dict[str, Any], what: str) -> Any:
     names = {f.name for f in fields(cls)}
+    check_record_id(d.get("video_id"))
     try:
         return cls(**{k: v for k, v in d.items() if k in names})
     except TypeError as e:
@@ -121,10 +144,14 @@ class CommitRecord:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CommitRecord:
         try:
+            part_id, attempt = str(d["part_id"]), str(d["attempt"])
+            for what, value in (("part_id", part_id), ("attempt", attempt)):
+                if not _NAME.match(value):
+                    raise StoreError(f"bad {what} {value!r}")
             return cls(
-                part_id=str(d["part_id"]),
-                attempt=str(d["attempt"]),
-                path=str(d["path"]),
+                part_id=part_id,
+                attempt=attempt,
+                path=check_part_path(str(d["path"]), part_id),
                 part_format=str(d["part_format"]),
                 n_rows=int(d["n_rows"]),
                 committed_at=float(d["committed_at"]),
@@ -134,5 +161,7 @@ class CommitRecord:
                 vidfeat_version=str(d.get("vidfeat_version", "")),
                 extra=dict(d.get("extra", {})),
             )
+        except StoreError as e:
+            raise StoreError(f"Invalid commit record: {e}") from None
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"Malformed commit record: {e}") from None

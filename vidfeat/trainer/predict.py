@@ -67,7 +67,11 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
     backbone_cfg = dict(fset.meta.get("backbone_config", {}))
     backbone = get_backbone(
         BackboneConfig(
-            spec.backbone, backbone_cfg.get("weights", "DEFAULT"), "auto", spec.precision
+            spec.backbone,
+            backbone_cfg.get("weights", "DEFAULT"),
+            "auto",
+            spec.precision,
+            preprocess=backbone_cfg.get("preprocess"),
         )
     )
     if backbone.weights_id != spec.weights_id:

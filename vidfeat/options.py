@@ -1,0 +1,111 @@
+"""Validation at the boundary: option values from flags and ``--config`` TOML files are checked
+for type and range before any config dataclass is built, with one line naming the key, the
+value and what is allowed. pydantic does the checking (strict: ``"8"``, ``true`` and ``2.5``
+are not integers); config.py keeps the rules that relate several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from vidfeat.errors import ConfigError
+
+PositiveInt = typing.Annotated[int, Field(ge=1)]
+PositiveFloat = typing.Annotated[float, Field(gt=0)]
+SAMPLING_FLAGS = {"frames": "--frames", "fps": "--fps", "stride": "--stride", "all_frames": "--all"}
+
+
+class ExtractOptions(BaseModel):
+    """The flat options of ``vidfeat extract`` (CLI names with '_'). None: not given."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    inputs: list[str] | str | None = None
+    store: str | None = None
+    name: str | None = None
+    format: Literal["zarr", "hdf5"] | None = None
+    dtype: Literal["float16", "float32"] | None = None
+    frames: PositiveInt | None = None
+    fps: PositiveFloat | None = None
+    stride: PositiveInt | None = None
+    all_frames: bool | None = None
+    max_frames: PositiveInt | None = None
+    backbone: str | None = None
+    weights: str | None = None
+    preprocess: str | None = None
+    device: Literal["auto", "cpu", "cuda"] | None = None
+    precision: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    batch_size: PositiveInt | None = None
+    workers: PositiveInt | None = None
+    scheduler: str | None = None
+    label_from: Literal["auto", "manifest", "parent", "none"] | None = None
+    retry_failed: bool | None = None
+    update: bool | None = None
+    strict: bool | None = None
+    report: str | None = None
+    decode_threads: PositiveInt | None = None
+    videos_per_part: PositiveInt | None = None
+    timeout: PositiveFloat | None = None
+
+
+def _flag(key: str) -> str:
+    return SAMPLING_FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def _one_line(error: ValidationError, source: str, flag: bool) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "value"
+    where = f" in {source}" if source else ""
+    name = _flag(key) if flag else key
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"Unknown option {name}{where}.")
+    expected = first["msg"].removeprefix("Input should be ").removeprefix("Value should be ")
+    return ConfigError(f"Invalid {name} ({first['input']!r}){where}: must be {expected}.")
+
+
+def check_extract_options(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """Type- and range-checked options; at most one sampling mode."""
+    try:
+        checked = ExtractOptions.model_validate(dict(values)).model_dump(exclude_none=True)
+    except ValidationError as e:
+        raise _one_line(e, source, flag=True) from None
+    modes = [k for k in SAMPLING_FLAGS if checked.get(k) not in (None, False)]
+    if len(modes) > 1:
+        given = " and ".join(_flag(k) for k in modes)
+        raise ConfigError(
+            f"{given} are different sampling modes: choose one of --frames, --fps, --stride, --all."
+        )
+    return checked
+
+
+def check_dataclass_values(cls: type, values: Mapping[str, Any], source: str = "") -> None:
+    """Strict type check of ``values`` against the fields of the config dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], None) for f in dataclasses.fields(cls) if f.name in values
+    }
+    model = create_model(f"{cls.__name__}Values", __config__=ConfigDict(strict=True), **fields)
+    try:
+        model.model_validate({k: v for k, v in values.items() if k in fields})
+    except ValidationError as e:
+        raise _one_line(e, source, flag=False) from None
+
+
+def extract_options(
+    allowed: set[str], file_values: Mapping[str, Any], flags: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """defaults < file < flags, each checked; a sampling mode given as a flag replaces the
+    file's sampling mode instead of clashing with it."""
+    from vidfeat.config import merge_options
+
+    merge_options(allowed, file_values, {}, source)  # unknown keys, listing the allowed ones
+    from_file = check_extract_options(file_values, source)
+    from_flags = check_extract_options({k: v for k, v in flags.items() if v is not None})
+    if any(k in from_flags for k in SAMPLING_FLAGS):
+        from_file = {k: v for k, v in from_file.items() if k not in SAMPLING_FLAGS}
+    return check_extract_options({**from_file, **from_flags}, source)

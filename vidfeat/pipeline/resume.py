@@ -1,0 +1,67 @@
+"""Which inputs a run extracts, given what the feature set already holds.
+
+A video whose fingerprint (size, mtime_ns) matches its stored entry is skipped. One whose
+fingerprint changed is hashed: the same bytes (a copied dataset, a touched file) are the same
+video and are skipped too; other bytes under a stored id are a *conflict*: two teams' different
+``clips/x.mp4``, or an edited file. A conflict is refused and reported unless the user passes
+``--update``, so a shared store is never overwritten by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vidfeat.hashing import file_sha256
+from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.store.catalog import Catalog
+
+
+@dataclass(slots=True)
+class Plan:
+    pending: list[VideoInput] = field(default_factory=list)
+    skipped: int = 0
+    same_content: int = 0  # skipped after hashing: new fingerprint, same bytes
+    conflicts: list[dict[str, str]] = field(default_factory=list)  # as report failures
+
+
+def plan_videos(
+    videos: list[VideoInput], catalog: Catalog, retry_failed: bool, update: bool
+) -> Plan:
+    plan = Plan()
+    for v in videos:
+        stored = catalog.videos.get(v.video_id)
+        failed = catalog.failures.get(v.video_id)
+        if stored is not None and stored.record.fingerprint == v.fingerprint:
+            plan.skipped += 1
+        elif stored is None and failed is not None and failed.fingerprint == v.fingerprint:
+            plan.skipped += 0 if retry_failed else 1
+            if retry_failed:
+                plan.pending.append(v)
+        elif stored is None or update:
+            plan.pending.append(v)
+        elif _same_bytes(v, stored.record.sha256):
+            plan.skipped += 1
+            plan.same_content += 1
+        else:
+            plan.conflicts.append(
+                {
+                    "video_id": v.video_id,
+                    "kind": "conflict",
+                    "message": (
+                        f"{v.path} differs from the video stored under this id (from "
+                        f"{stored.record.uri}, sha256 {stored.record.sha256[:12]}…); the stored "
+                        "features are kept. Pass --update to replace them, or give this file "
+                        "another id."
+                    ),
+                }
+            )
+    return plan
+
+
+def _same_bytes(v: VideoInput, stored_sha256: str) -> bool:
+    if "://" in v.path or not stored_sha256:
+        return False  # an object store's bytes would have to be downloaded: not the same
+    try:
+        return file_sha256(v.path) == stored_sha256
+    except OSError:
+        return False  # unreadable now: the worker records it (not_found)
