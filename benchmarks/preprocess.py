@@ -4,7 +4,8 @@ For camera-like footage at 240p, 720p and 1080p (vidfeat.synth.camera_like, H.26
 decoded frame is made into the default backbone's input (shorter side 256, bicubic, centre
 crop 224) two ways:
   one-step  swscale resizes during the YUV → RGB conversion (vidfeat before frame-exact decoding)
-  two-step  RGB at full size, then swscale resizes the RGB image (vidfeat now)
+  two-step  RGB at full size, then swscale resizes the RGB image (vidfeat now:
+            vidfeat.pipeline.decode.convert_frame)
 and compared with timm's eval transform of the same decoded frame (PIL, antialiased bicubic).
 Prints the mean absolute difference per pixel in /255 units (target <= 2) and milliseconds per
 frame, with the decode of that frame as the bound the cost is compared against.
@@ -14,16 +15,19 @@ from __future__ import annotations
 
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
+from vidfeat.pipeline.decode import Geometry, convert_frame
 from vidfeat.pipeline.sampling import center_crop_box, resize_dims
 from vidfeat.synth import camera_like, encode_video
 
 RESIZE, CROP = 256, 224
+GEOMETRY = Geometry(RESIZE, CROP, "bicubic")
 SIZES = ((240, 320), (720, 1280), (1080, 1920))
 
 
@@ -68,9 +72,8 @@ def main() -> None:
                     f.to_ndarray(format="rgb24", width=new_w, height=new_h, interpolation="BICUBIC")
                 )
 
-            def two_step(f: av.VideoFrame, new_w: int = new_w, new_h: int = new_h) -> np.ndarray:
-                rgb = f.reformat(format="rgb24")
-                return crop(rgb.to_ndarray(width=new_w, height=new_h, interpolation="BICUBIC"))
+            def two_step(f: av.VideoFrame) -> np.ndarray:  # the pipeline's own conversion
+                return convert_frame(f, GEOMETRY, Fraction(1), 0).astype(np.float64)
 
             one_ms, one = timed(one_step, frames)
             two_ms, two = timed(two_step, frames)

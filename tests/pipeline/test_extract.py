@@ -272,3 +272,21 @@ def test_strict_counts_failures_of_earlier_runs(dataset: Path, tmp_path: Path) -
     shutil.copytree(dataset, good)
     (good / "ramp_up" / "bad.mp4").unlink()
     assert runner.invoke(app, [*tiny_extract_args(good, tmp_path / "s"), "--strict"]).exit_code == 0
+
+
+def test_cli_collision_and_non_video_inputs_create_nothing(dataset: Path, tmp_path: Path) -> None:
+    from vidfeat.errors import InputError
+
+    other = tmp_path / "other" / "ramp_up"
+    other.mkdir(parents=True)
+    shutil.copyfile(dataset / "ramp_down/ramp_down_0000.mp4", other / "ramp_up_0000.mp4")
+    runner = CliRunner()
+    store = tmp_path / "s"
+    out = runner.invoke(app, [*tiny_extract_args(dataset, store), str(tmp_path / "other")])
+    assert isinstance(out.exception, InputError)
+    assert "Two videos get the id 'ramp_up/ramp_up_0000.mp4'" in str(out.exception)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    out = runner.invoke(app, ["extract", str(notes), "--store", str(store), "-q"])
+    assert isinstance(out.exception, InputError) and "neither a video" in str(out.exception)
+    assert not store.exists()

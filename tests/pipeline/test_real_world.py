@@ -18,8 +18,8 @@ from vidfeat.pipeline.decode import (
     DecodeReport,
     Geometry,
     VideoIndex,
-    _convert,
     _frame_rotation,
+    convert_frame,
     decode_selected,
     probe,
 )
@@ -38,7 +38,7 @@ MODES = {
 def reference(path: Path, index: VideoIndex) -> list[tuple[float | None, np.ndarray]]:
     """The sequential decode, converted exactly as the pipeline converts a frame."""
     return [
-        (pts, _convert(f, GEOMETRY, index.sar, _frame_rotation(f, index)))
+        (pts, convert_frame(f, GEOMETRY, index.sar, _frame_rotation(f, index)))
         for pts, f in sequential(path)
     ]
 
