@@ -11,16 +11,22 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from vidfeat.errors import ConfigError
 
+# Each choice list is declared once, as a Literal for the option validation (options.py).
+PartFormat = Literal["zarr", "hdf5"]
+FeatureDtype = Literal["float16", "float32"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+LabelSource = Literal["auto", "manifest", "parent", "none"]
 SAMPLING_MODES = ("frames", "fps", "stride", "all")
-PART_FORMATS = ("zarr", "hdf5")
-FEATURE_DTYPES = ("float16", "float32")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-LABEL_SOURCES = ("auto", "manifest", "parent", "none")
+PART_FORMATS: tuple[str, ...] = get_args(PartFormat)
+FEATURE_DTYPES: tuple[str, ...] = get_args(FeatureDtype)
+DEVICES: tuple[str, ...] = get_args(Device)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 # Resize filters the decoder can apply exactly as the weights' reference transforms do.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")

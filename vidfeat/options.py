@@ -9,10 +9,18 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from vidfeat.config import (
+    Device,
+    FeatureDtype,
+    LabelSource,
+    PartFormat,
+    Precision,
+    merge_options,
+)
 from vidfeat.errors import ConfigError
 
 PositiveInt = typing.Annotated[int, Field(ge=1)]
@@ -28,8 +36,8 @@ class ExtractOptions(BaseModel):
     inputs: list[str] | str | None = None
     store: str | None = None
     name: str | None = None
-    format: Literal["zarr", "hdf5"] | None = None
-    dtype: Literal["float16", "float32"] | None = None
+    format: PartFormat | None = None
+    dtype: FeatureDtype | None = None
     frames: PositiveInt | None = None
     fps: PositiveFloat | None = None
     stride: PositiveInt | None = None
@@ -38,12 +46,12 @@ class ExtractOptions(BaseModel):
     backbone: str | None = None
     weights: str | None = None
     preprocess: str | None = None
-    device: Literal["auto", "cpu", "cuda"] | None = None
-    precision: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    device: Device | None = None
+    precision: Precision | None = None
     batch_size: PositiveInt | None = None
     workers: PositiveInt | None = None
     scheduler: str | None = None
-    label_from: Literal["auto", "manifest", "parent", "none"] | None = None
+    label_from: LabelSource | None = None
     retry_failed: bool | None = None
     update: bool | None = None
     strict: bool | None = None
@@ -101,8 +109,6 @@ def extract_options(
 ) -> dict[str, Any]:
     """defaults < file < flags, each checked; a sampling mode given as a flag replaces the
     file's sampling mode instead of clashing with it."""
-    from vidfeat.config import merge_options
-
     merge_options(allowed, file_values, {}, source)  # unknown keys, listing the allowed ones
     from_file = check_extract_options(file_values, source)
     from_flags = check_extract_options({k: v for k, v in flags.items() if v is not None})

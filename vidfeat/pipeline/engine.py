@@ -21,9 +21,8 @@ from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
 
-_MODELS: dict[
-    tuple[str, str, str, str, str | None], Backbone
-] = {}  # per-process cache, not configuration
+# Per-process cache, not configuration: (name, weights, device, precision, preprocess).
+_MODELS: dict[tuple[str, str, str, str, str | None], Backbone] = {}
 _MODELS_LOCK = threading.Lock()
 # Workers started with several threads (dask worker --nthreads N) run several parts at once;
 # their batches take turns on the one model instead of oversubscribing the cores.

@@ -86,7 +86,6 @@ def build_index(
         what = "every packet is flagged for discard" if packets.pts else "no packets"
         raise VideoDecodeError("zero_frames", f"{path}: the video stream has no frames ({what})")
     stamps = [packets.pts[i] for i in shown]
-    rate = rate or None
     ordinal = _needs_ordinal(stamps, reorders)
     if ordinal and any(s is None for s in stamps):
         time_base = 1 / (rate or DEFAULT_RATE)

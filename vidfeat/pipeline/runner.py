@@ -175,7 +175,8 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
             )
         name = cfg.name or spec.default_name()
         fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
-        plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
+        catalog = fset.catalog()
+        plan = plan_videos(videos, catalog, cfg.retry_failed, cfg.update)
         report = ExtractReport(name, store.url, len(videos), plan.skipped)
         report.videos_same_content = plan.same_content
         report.failures += plan.conflicts
@@ -186,10 +187,11 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         if parts:
             _run(client, cfg, fset, parts, report, show, torch_threads)
     report.wall_s = time.perf_counter() - start
-    # --strict is about the inputs: failures recorded by earlier runs count too.
-    known = {f["video_id"] for f in report.failures}
-    failures = fset.catalog(refresh=True).failures
-    report.failed_inputs = sorted(known | {v.video_id for v in videos if v.video_id in failures})
+    # --strict is about the inputs: failures recorded by earlier runs count too. Inputs this
+    # run extracted are judged by this run alone (a retried video may have succeeded).
+    extracted = {v.video_id for v in plan.pending}
+    earlier = {v.video_id for v in videos if v.video_id in catalog.failures}
+    report.failed_inputs = sorted({f["video_id"] for f in report.failures} | earlier - extracted)
     if cfg.report:
         with open(cfg.report, "w") as f:
             json.dump(report.to_json(), f, indent=2)
