@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -11,7 +12,7 @@ import pytest
 import xarray
 import zarr
 
-from vidfeat.store import FailureRecord, VideoRecord, open_store, parts, verify_store
+from vidfeat.store import FailureRecord, VideoRecord, formats, open_store, parts, verify_store
 
 from .helpers import DIM, make_spec, new_featureset, video_values, write_part
 
@@ -58,6 +59,7 @@ def test_parts_streamed_in_many_pieces(
     (16-row chunks, 64-row pieces here), videos straddle the pieces, the last chunk is partial,
     and float32 input is cast on the way. vidfeat and the plain libraries read back the same."""
     monkeypatch.setattr(parts, "CHUNK_BYTES", 16 * DIM * 2)
+    monkeypatch.setattr(parts, "SHARD_CHUNKS", 4)
     store = open_store(tmp_path)
     fset = store.create_featureset("fs", make_spec(part_format, compression=compression))
     sizes = {"a": 50, "b": 7, "c": 200, "d": 1, "e": 90}
@@ -90,34 +92,51 @@ def test_parts_streamed_in_many_pieces(
             values = f["values"][:]
             assert f["values"].chunks == (16, DIM) and f["values"].compression == compression
     np.testing.assert_array_equal(values, loaded.values)
-    reader = parts.get_format(part_format).open(part)
-    fast = reader._extents["values"]  # type: ignore[attr-defined]
-    assert (fast is not None) == (compression is None)  # uncompressed: direct byte reads
+    reader = formats.get_format(part_format).open(part)
+    if part_format == "zarr":  # uncompressed: direct byte reads (HDF5: h5py's read_direct)
+        direct = reader.reads_directly("values")  # type: ignore[attr-defined]
+        assert direct == (compression is None)
     reader.close()
 
 
-def test_zarr_parts_with_slash_chunk_keys_still_read_fast(tmp_path: Path) -> None:
-    """Parts written before the "." chunk-key separator (shards at values/c/0/0) keep their
-    fast read path: the reader follows each array's chunk_key_encoding."""
+def test_zarr_parts_read_directly_from_the_shards_zarr_python_writes(tmp_path: Path) -> None:
+    """Shards at values/c/<k>/0, as zarr-python writes them: the reader follows each array's
+    chunk_key_encoding and reads the rows from the shard indexes, as plain zarr does."""
     fset = new_featureset(open_store(tmp_path), part_format="zarr")
     write_part(fset, "p0", {"a.mp4": 30, "b.mp4": 3})
     part = tmp_path / "featuresets" / "fs" / fset.commits()[0].path
-    for array_dir in part.iterdir():
-        if not array_dir.is_dir():
-            continue
-        meta = json.loads((array_dir / "zarr.json").read_text())
-        meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
-        (array_dir / "zarr.json").write_text(json.dumps(meta))
-        ndim = len(meta["shape"])
-        old = array_dir / ".".join(["c", *"0" * ndim])
-        new = array_dir / "c" / "/".join("0" * ndim)
-        new.parent.mkdir(parents=True)
-        old.rename(new)
-    reader = parts.get_format("zarr").open(part)
-    assert reader._extents["values"] is not None  # type: ignore[attr-defined]
+    assert (part / "values" / "c" / "0" / "0").is_file()
+    reader = formats.get_format("zarr").open(part)
+    assert reader.reads_directly("values") and reader.reads_directly("pts")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(reader.read_values(0, 30), video_values("a.mp4", 30))
     fresh = open_store(tmp_path).get_featureset("fs")
     np.testing.assert_array_equal(fresh.read("b.mp4")[0], video_values("b.mp4", 3))
     np.testing.assert_array_equal(
         zarr.open_group(part, mode="r")["values"][30:], fresh.read("b.mp4")[0]
     )
+
+
+OLD_STORE = Path(__file__).parent / "data" / "store-v1-0.1.0"  # see its README
+
+
+@pytest.mark.parametrize("name", ["zarr", "zarr-zstd", "hdf5", "hdf5-gzip"])
+def test_parts_written_by_vidfeat_0_1_0_still_read(tmp_path: Path, name: str) -> None:
+    """Parts from the hand-written shard/chunk writer of 0.1.0 (one shard per array, chunk
+    keys "c.0.0", 16-row chunks) read as before, directly where they are uncompressed."""
+    shutil.copytree(OLD_STORE, tmp_path / "store")
+    store = open_store(tmp_path / "store")
+    fset = store.get_featureset(name)
+    assert verify_store(store) == []
+    sizes = {"a": 40, "b": 30, "c": 5}
+    assert fset.video_ids() == list(sizes)
+    for vid, n in sizes.items():
+        values, pts = fset.read(vid)
+        np.testing.assert_array_equal(values, video_values(vid, n))
+        np.testing.assert_array_equal(pts, np.arange(n) / 25)
+    loaded = fset.load()
+    np.testing.assert_array_equal(loaded.values[40:70], video_values("b", 30))
+    if name == "zarr":
+        part = tmp_path / "store" / "featuresets" / name / fset.commits()[0].path
+        assert (part / "values" / "c.0.0").is_file()
+        reader = formats.get_format("zarr").open(part)
+        assert reader.reads_directly("values")  # type: ignore[attr-defined]

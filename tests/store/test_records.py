@@ -24,17 +24,15 @@ def sample_record() -> CommitRecord:
     )
 
 
-def test_encode_is_the_records_json_whether_videos_were_encoded_early_or_not() -> None:
+def test_encode_is_the_records_json() -> None:
     record = sample_record()
-    early = [v.encode() for v in record.videos]
-    assert record.encode(early) == record.encode()
     assert json.loads(record.encode()) == record.to_json()
     assert CommitRecord.from_json(json.loads(record.encode())) == record
 
 
 def test_encode_without_videos_or_failures() -> None:
     record = CommitRecord("p0", "abc", "parts/p0-abc.h5", "hdf5", 0, 2.0)
-    doc = json.loads(record.encode([]))
+    doc = json.loads(record.encode())
     assert doc["videos"] == [] and doc["failures"] == []
     assert CommitRecord.from_json(doc) == record
 

@@ -14,11 +14,12 @@ import numpy as np
 
 from vidfeat.errors import StoreError, VideoNotFound
 from vidfeat.store.catalog import Catalog, Done, VideoEntry, build_catalog, done_from
+from vidfeat.store.formats import get_format
 from vidfeat.store.fs import StagedCreate, StoreFS
-from vidfeat.store.parts import PartReader, get_format
+from vidfeat.store.parts import PartReader
 from vidfeat.store.records import CommitRecord
 from vidfeat.store.spec import FeatureSetSpec
-from vidfeat.store.writer import PartWriter
+from vidfeat.store.writer import PartWriter, stage_commit
 
 TO_DASK_BLOCK_BYTES = 64 << 20  # rows of one part per dask block, at most
 
@@ -85,22 +86,15 @@ class FeatureSet:
 
     # ------------------------------------------------------------------ writing
     def writer(self, part_id: str) -> PartWriter:
-        return PartWriter(self, part_id)
+        return PartWriter(self.fs, self.prefix, self.spec, part_id, on_commit=self._forget_catalog)
 
-    def stage_commit(
-        self, record: CommitRecord, videos_json: Sequence[str] | None = None
-    ) -> StagedCreate:
-        """The commit record, written where nobody sees it yet (see ``CommitRecord.encode``
-        for ``videos_json``); ``publish_commit`` makes it appear."""
-        data = record.encode(videos_json)
-        return self.fs.stage_exclusive(f"{self.prefix}/commits/{record.part_id}.json", data)
+    def stage_commit(self, record: CommitRecord) -> StagedCreate:
+        """A commit record written where nobody sees it yet (what a writer killed before
+        publishing leaves behind); ``publish()`` on the result makes it appear."""
+        return stage_commit(self.fs, self.prefix, record)
 
-    def publish_commit(self, staged: StagedCreate) -> bool:
-        """Create the staged commit record; False if another attempt committed the part
-        first."""
-        won = staged.publish()
+    def _forget_catalog(self) -> None:
         self._catalog = None
-        return won
 
     # ------------------------------------------------------------------ catalog
     def commits(self) -> list[CommitRecord]:

@@ -27,7 +27,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vidfeat.errors import StoreError
-from vidfeat.store.fileio import write_all
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte of ``data`` is written."""
+    view = memoryview(data)
+    while len(view):
+        view = view[os.write(fd, view) :]
 
 
 class StoreFS(ABC):

@@ -9,7 +9,7 @@ import numpy as np
 
 from vidfeat.errors import StoreError
 from vidfeat.store.featureset import FeatureSet
-from vidfeat.store.parts import get_format
+from vidfeat.store.formats import get_format
 from vidfeat.store.store import Store
 
 VERIFY_BLOCK_ROWS = 65536

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidfeat import __version__
 from vidfeat.errors import FeatureSetNotFound, SpecMismatch, StoreError
 from vidfeat.store.featureset import FeatureSet
 from vidfeat.store.fs import StoreFS, open_fs
 from vidfeat.store.spec import FeatureSetSpec, check_name
+from vidfeat.version import __version__
 
 STORE_MARKER = "vidfeat.json"
 STORE_FORMAT: dict[str, str | int] = {"format": "vidfeat-store", "version": 1}

@@ -1,32 +1,30 @@
-"""Writing one part: stream the videos' rows into files under a unique attempt name
-(``rows.py``), then publish them by creating the commit record (create-only; the first commit
-wins)."""
+"""Writing one part: rows go through a bounded buffer into files under a unique attempt name,
+then the commit record is created (create-only; the first commit wins) and the part is visible.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import time
 import uuid
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vidfeat import __version__
 from vidfeat.errors import StoreError, ValueRangeError
-from vidfeat.store.fs import StagedCreate
-from vidfeat.store.parts import PartSink, get_format
+from vidfeat.store.formats import get_format
+from vidfeat.store.fs import StagedCreate, StoreFS
+from vidfeat.store.parts import PartSink, rows_per_write
 from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
-from vidfeat.store.rows import RowStream
-from vidfeat.store.spec import check_name
-
-if TYPE_CHECKING:
-    from vidfeat.store.featureset import FeatureSet
+from vidfeat.store.rows import RowBuffer
+from vidfeat.store.spec import FeatureSetSpec, check_name
+from vidfeat.version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,28 +37,41 @@ class CommitResult:
     n_failures: int
 
 
+def stage_commit(fs: StoreFS, prefix: str, record: CommitRecord) -> StagedCreate:
+    """The commit record, written and fsynced where nobody sees it yet; ``publish()`` on the
+    result makes it appear (False if another attempt committed the part first)."""
+    return fs.stage_exclusive(f"{prefix}/commits/{record.part_id}.json", record.encode())
+
+
 class PartWriter:
-    """``with fs.writer(part_id) as w: w.add_video(...); w.add_failure(...); w.commit()``.
+    """``with fset.writer(part_id) as w: w.add_video(...); w.add_failure(...); w.commit()``.
 
-    Rows are streamed into the attempt's files as videos are added (the part is never held
-    whole in memory); they stay invisible until ``commit`` creates the commit record. Leaving
-    the block without committing (an exception) removes the attempt's data."""
+    Rows are written into the attempt's files as videos are added, a shard at a time (the part
+    is never held whole in memory); they stay invisible until ``commit`` creates the commit
+    record. Leaving the block without committing (an exception) removes the attempt's data."""
 
-    def __init__(self, featureset: FeatureSet, part_id: str) -> None:
-        self.featureset = featureset
+    def __init__(
+        self,
+        fs: StoreFS,
+        prefix: str,
+        spec: FeatureSetSpec,
+        part_id: str,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.fs, self.prefix, self.spec = fs, prefix, spec
         self.part_id = check_name("part id", part_id)
         self.attempt = uuid.uuid4().hex[:12]
-        fmt = get_format(featureset.spec.part_format)
-        self._format = fmt
-        self.rel_path = f"parts/{part_id}-{self.attempt}{fmt.suffix}"
-        self._videos: list[VideoRecord] = []
-        self._videos_json: list[str] = []  # encoded as added, while rows are being written
-        self._ids: set[str] = set()
-        self._dtype = np.dtype(featureset.spec.dtype)
-        self._rows = RowStream(featureset.spec.feature_dim, self._dtype, self._open_sink)
-        self._sink: PartSink | None = None  # opened with the first full buffer
-        self._rel = f"{featureset.prefix}/{self.rel_path}"
+        self._format = get_format(spec.part_format)
+        self.rel_path = f"parts/{part_id}-{self.attempt}{self._format.suffix}"
+        self._rel = f"{prefix}/{self.rel_path}"
+        self._on_commit = on_commit
+        self._dtype = np.dtype(spec.dtype)
+        rows = rows_per_write(spec.feature_dim, self._dtype)
+        self._rows = RowBuffer(spec.feature_dim, self._dtype, rows, self._write_rows)
+        self._sink: PartSink | None = None  # opened with the first rows written
         self._target: Path | None = None
+        self._videos: list[VideoRecord] = []
+        self._ids: set[str] = set()
         self._pts: list[np.ndarray] = []
         self._frames: list[np.ndarray] = []
         self._failures: list[FailureRecord] = []
@@ -71,17 +82,17 @@ class PartWriter:
     ) -> None:
         if self._done:
             raise StoreError(f"Part {self.part_id} was already committed or aborted.")
-        spec = self.featureset.spec
+        dim = self.spec.feature_dim
         values = np.asarray(values)
-        if values.ndim != 2 or values.shape[1] != spec.feature_dim:
+        if values.ndim != 2 or values.shape[1] != dim:
             raise StoreError(
                 f"Video {record.video_id!r}: values have shape {values.shape}, "
-                f"expected (rows, {spec.feature_dim})."
+                f"expected (rows, {dim})."
             )
         if values.dtype != self._dtype and not np.can_cast(values.dtype, self._dtype, "same_kind"):
             raise StoreError(
                 f"Video {record.video_id!r}: values of dtype {values.dtype} cannot be stored "
-                f"as {spec.dtype}; pass floating-point features."
+                f"as {self.spec.dtype}; pass floating-point features."
             )
         n = values.shape[0]
         if len(pts) != n or len(frame_index) != n or record.n_rows != n:
@@ -91,7 +102,7 @@ class PartWriter:
             )
         if record.video_id in self._ids:
             raise StoreError(f"Video {record.video_id!r} added twice to part {self.part_id}.")
-        encoded = record.encode()  # here, while the helper thread writes rows
+        json.dumps(record.to_json())  # a record that cannot be stored is refused before its rows
         try:
             self._rows.add(record.video_id, values)
         except ValueRangeError:
@@ -100,7 +111,6 @@ class PartWriter:
             self.abort()  # a failed write (disk full, …) leaves nothing behind
             raise
         self._videos.append(record)
-        self._videos_json.append(encoded)
         self._ids.add(record.video_id)
         self._pts.append(np.array(pts, np.float64))  # copies: callers may reuse theirs
         self._frames.append(np.array(frame_index, np.int64))
@@ -110,38 +120,24 @@ class PartWriter:
 
     def _open_sink(self) -> PartSink:
         if self._sink is None:
-            spec = self.featureset.spec
-            self._target = self.featureset.fs.staging_path(self._rel)
-            if not self._target.parent.is_dir():  # a stat: cheaper than mkdir on every part
-                self._target.parent.mkdir(parents=True, exist_ok=True)
+            self._target = self.fs.staging_path(self._rel)
+            self._target.parent.mkdir(parents=True, exist_ok=True)
             self._sink = self._format.create(
-                self._target, spec.feature_dim, self._dtype, spec.compression
+                self._target, self.spec.feature_dim, self._dtype, self.spec.compression
             )
         return self._sink
 
-    def _finish(self) -> None:
-        """Complete the part's files: the small arrays and metadata, written on this thread
-        while the helper thread writes the last rows (``rows.finish``, called before)."""
-        sink = self._open_sink()  # a part of failures only has had no rows yet
-        counts = [v.n_rows for v in self._videos]
-        offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        pts = np.concatenate(self._pts) if self._pts else np.zeros(0, np.float64)
-        frames = np.concatenate(self._frames) if self._frames else np.zeros(0, np.int64)
-        sink.finish(offsets, pts, frames)
-        self._rows.wait()
-        sink.close()
-        self._rows.release()
+    def _write_rows(self, rows: np.ndarray) -> None:
+        self._open_sink().write_values(rows)
 
     def commit(self) -> CommitResult:
         if self._done:
             raise StoreError(f"Part {self.part_id} was already committed or aborted.")
-        fs = self.featureset
         record = CommitRecord(
             part_id=self.part_id,
             attempt=self.attempt,
             path=self.rel_path,
-            part_format=fs.spec.part_format,
+            part_format=self.spec.part_format,
             n_rows=sum(v.n_rows for v in self._videos),
             committed_at=time.time(),
             videos=tuple(self._videos),
@@ -149,32 +145,30 @@ class PartWriter:
             host=f"{socket.gethostname()}:{os.getpid()}",
             vidfeat_version=__version__,
         )
-        staging: Future[StagedCreate] | None = None
         try:
-            self._rows.finish()
-            # The commit record is staged (written and fsynced, still invisible) by the helper
-            # thread after the last rows, while this thread completes the part's files.
-            staging = self._rows.after(lambda: fs.stage_commit(record, self._videos_json))
-            self._finish()
-            staged = staging.result()
-            assert self._target is not None
-            fs.fs.publish(self._rel, self._target)  # uploads on object stores; still invisible
+            self._rows.flush()
+            sink = self._open_sink()  # a part of failures only has had no rows yet
+            offsets = np.zeros(len(self._videos) + 1, np.int64)
+            np.cumsum([v.n_rows for v in self._videos], out=offsets[1:])
+            sink.finish(offsets, _concat(self._pts, np.float64), _concat(self._frames, np.int64))
+            sink.close()
+            staged = stage_commit(self.fs, self.prefix, record)
+            try:
+                assert self._target is not None
+                self.fs.publish(self._rel, self._target)  # uploads on object stores; invisible
+            except BaseException:
+                staged.discard()
+                raise
         except BaseException:
-            self.abort()  # also waits for the helper thread
-            if staging is not None and not staging.cancelled() and staging.exception() is None:
-                staging.result().discard()
+            self.abort()
             raise
         self._done = True
-        won = fs.publish_commit(staged)
+        won = staged.publish()
+        self._on_commit()
         if not won:  # another attempt committed this part first: ours is garbage
-            fs.fs.remove(self._rel)
+            self.fs.remove(self._rel)
         return CommitResult(
-            self.part_id,
-            self.attempt,
-            won,
-            len(self._videos),
-            record.n_rows,
-            len(self._failures),
+            self.part_id, self.attempt, won, len(self._videos), record.n_rows, len(self._failures)
         )
 
     def abort(self) -> None:
@@ -182,12 +176,11 @@ class PartWriter:
         if self._done:
             return
         self._done = True
-        self._rows.release()
         if self._sink is not None:
             self._sink.close()
         if self._target is not None:
             _remove_local(self._target)
-        self.featureset.fs.remove(self._rel)
+        self.fs.remove(self._rel)
 
     def __enter__(self) -> PartWriter:
         return self
@@ -200,6 +193,10 @@ class PartWriter:
     ) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _concat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
 def _remove_local(path: Path) -> None:
