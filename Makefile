@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-data
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,10 +18,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The inner loop: everything but the tests marked slow (CI runs `make test`, all of them).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check vidfeat tests benchmarks scripts
 	$(BIN)/ruff format --check vidfeat tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)

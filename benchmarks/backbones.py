@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from vidfeat.models.registry import create_backbone
+from vidfeat.models.factory import create_backbone
 
 
 def peak_rss_mib() -> float:

@@ -44,7 +44,7 @@ from common import verdict
 
 from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
 from vidfeat.models.backbone import Backbone
-from vidfeat.models.registry import build_module, create_backbone
+from vidfeat.models.factory import build_module, create_backbone
 from vidfeat.pipeline.decode import Geometry, probe
 from vidfeat.pipeline.runner import extract
 from vidfeat.pipeline.sampling import center_crop_box, resize_dims, select_frames

@@ -22,9 +22,10 @@ import av
 import numpy as np
 from PIL import Image
 
+from vidfeat.encode import encode_video
 from vidfeat.pipeline.decode import Geometry, convert_frame
 from vidfeat.pipeline.sampling import center_crop_box, resize_dims
-from vidfeat.synth import camera_like, encode_video
+from vidfeat.synth import camera_like
 
 RESIZE, CROP = 256, 224
 GEOMETRY = Geometry(RESIZE, CROP, "bicubic")

@@ -159,7 +159,7 @@ def backbone_rows_per_s(seconds: float) -> float:
     """Rows per second of the default backbone on this machine's CPU, batch 32, as extract
     makes them (one row per frame)."""
     from vidfeat.config import BackboneConfig
-    from vidfeat.models.registry import create_backbone
+    from vidfeat.models.factory import create_backbone
 
     backbone = create_backbone(BackboneConfig().name, weights="DEFAULT", device="cpu")
     size = backbone.input_size

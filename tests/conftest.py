@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidfeat.synth import encode_video
+from vidfeat.encode import encode_video
 
 INDEX_BITS = 10  # frames up to 1024 carry their own index
 

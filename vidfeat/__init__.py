@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return train
     if name == "create_backbone":
-        from vidfeat.models.registry import create_backbone
+        from vidfeat.models.factory import create_backbone
 
         return create_backbone
     raise AttributeError(f"module 'vidfeat' has no attribute {name!r}")

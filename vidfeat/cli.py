@@ -342,10 +342,10 @@ def extract(
     if rep.videos_same_content:
         typer.echo(f"  {rep.videos_same_content} changed files have the stored bytes: kept")
     for f in rep.failures[:20]:
-        typer.echo(f"  failed {f['video_id']}: {f['kind']}: {f['message']}", err=True)
+        typer.echo(f"  failed {f.video_id}: {f.kind}: {f.message}", err=True)
     if len(rep.failures) > 20:
         typer.echo(f"  … and {len(rep.failures) - 20} more (see `vidfeat info`)", err=True)
-    earlier = sorted(set(rep.failed_inputs) - {f["video_id"] for f in rep.failures})
+    earlier = sorted(set(rep.failed_inputs) - {f.video_id for f in rep.failures})
     if earlier:
         shown = ", ".join(earlier[:10]) + (" …" if len(earlier) > 10 else "")
         typer.echo(
@@ -526,7 +526,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Re-evaluate a run from the store, on its validation split by default."""
-    from vidfeat.trainer.predict import evaluate_run
+    from vidfeat.predict import evaluate_run
 
     m = evaluate_run(run, split, split_file)
     if as_json:
@@ -546,7 +546,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Extract videos with the run's feature-set spec, apply the head, print top-k labels."""
-    from vidfeat.trainer.predict import predict_videos
+    from vidfeat.predict import predict_videos
 
     out = predict_videos(run, videos, top_k)
     if as_json:
@@ -566,7 +566,7 @@ def models(
     all_zoo: bool = typer.Option(True, "--all/--registered", help="Include the torchvision zoo."),
 ) -> None:
     """List backbones: feature dim, input size, default weights, usable offline now."""
-    from vidfeat.models.registry import list_backbones
+    from vidfeat.models.factory import list_backbones
 
     rows = [
         [

@@ -32,13 +32,13 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
 
 
-def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
+def check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Invalid {what} ({value!r}). Supported: {', '.join(choices)}.")
 
 
 def check_interpolation(value: object) -> None:
-    _check_choice("interpolation", value, INTERPOLATIONS)
+    check_choice("interpolation", value, INTERPOLATIONS)
 
 
 def _check_positive(what: str, value: float | None, allow_none: bool = False) -> None:
@@ -59,7 +59,7 @@ class SamplingConfig:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("sampling mode", self.mode, SAMPLING_MODES)
+        check_choice("sampling mode", self.mode, SAMPLING_MODES)
         _check_positive("--frames", self.frames)
         _check_positive("--fps", self.fps)
         _check_positive("--stride", self.stride)
@@ -76,6 +76,12 @@ class SamplingConfig:
             spec["stride"] = self.stride
         return spec
 
+    @classmethod
+    def from_identity(cls, spec: dict[str, Any]) -> SamplingConfig:
+        """The sampling a feature set's spec records (``identity()``), back as a config."""
+        known = {k: v for k, v in spec.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
 
 @dataclass(frozen=True, slots=True)
 class BackboneConfig:
@@ -87,8 +93,8 @@ class BackboneConfig:
     preprocess: str | None = None  # the reference transform a weights file was trained with
 
     def __post_init__(self) -> None:
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
         _check_positive("--batch-size", self.batch_size, allow_none=True)
 
     def resolved_batch_size(self, device_type: str) -> int:
@@ -119,9 +125,9 @@ class ExtractConfig:
     worker_wait_s: float = 120.0  # how long --scheduler may wait for its first worker
 
     def __post_init__(self) -> None:
-        _check_choice("--format", self.format, PART_FORMATS)
-        _check_choice("--dtype", self.dtype, FEATURE_DTYPES)
-        _check_choice("--label-from", self.label_from, LABEL_SOURCES)
+        check_choice("--format", self.format, PART_FORMATS)
+        check_choice("--dtype", self.dtype, FEATURE_DTYPES)
+        check_choice("--label-from", self.label_from, LABEL_SOURCES)
         _check_positive("--workers", self.workers)
         _check_positive("--decode-threads", self.decode_threads)
         _check_positive("--videos-per-part", self.videos_per_part, allow_none=True)
@@ -165,8 +171,8 @@ class TrainConfig:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("--head", self.head, HEADS)
-        _check_choice("device", self.device, DEVICES)
+        check_choice("--head", self.head, HEADS)
+        check_choice("device", self.device, DEVICES)
         for what, value in (
             ("--hidden", self.hidden),
             ("--layers", self.layers),

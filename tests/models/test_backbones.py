@@ -8,7 +8,7 @@ import torch
 
 from vidfeat.errors import BackboneError, WeightsUnavailable
 from vidfeat.models.efficientnet_lite import build_classifier, weights_file
-from vidfeat.models.registry import create_backbone, registered_names
+from vidfeat.models.factory import create_backbone, registered_names
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ def test_default_backbone_cuda_bf16_matches_cpu_fp32() -> None:
 def test_a_weights_file_takes_the_classic_or_the_named_preprocessing(tmp_path: Path) -> None:
     import torchvision
 
-    from vidfeat.models.registry import build_module
+    from vidfeat.models.factory import build_module
 
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50().state_dict(), path)
@@ -140,7 +140,7 @@ def test_a_weights_file_takes_the_classic_or_the_named_preprocessing(tmp_path: P
 def test_a_timm_weights_file_takes_a_pretrained_tags_preprocessing(tmp_path: Path) -> None:
     import timm
 
-    from vidfeat.models.registry import build_module
+    from vidfeat.models.factory import build_module
 
     path = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)

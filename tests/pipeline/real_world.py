@@ -15,7 +15,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from tests.conftest import index_frame
-from vidfeat.synth import encode_video
+from vidfeat.encode import encode_video
 
 N_FRAMES = 60
 H, W = 64, 96

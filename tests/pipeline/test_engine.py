@@ -49,7 +49,7 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
             results.append(
                 engine.VideoResult(v, index, [feats], frames, [np.arange(4) / 25], "", None, True)
             )
-        return results, {"model_s": 0.0, "frames": 12, "seeks": 0, "targets": 12}
+        return results, engine.RunStats(frames=12, targets=12)
 
     monkeypatch.setattr(engine, "run_videos", fake_run_videos)
     monkeypatch.setattr(
@@ -69,8 +69,8 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
     )
     summary = engine.run_part(task)
 
-    assert summary["won"] and summary["videos"] == 1
-    kinds = {f["video_id"]: f["kind"] for f in summary["failures"]}
+    assert summary.won and summary.videos == 1
+    kinds = {f.video_id: f.kind for f in summary.failures}
     assert kinds == {"nan.mp4": "invalid_features", "huge.mp4": "invalid_features"}
     catalog = fset.catalog(refresh=True)
     assert list(catalog.videos) == ["ok.mp4"]

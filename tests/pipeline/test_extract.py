@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tests.pipeline.cluster import BIN, dask_cluster, wait_for_workers
 from vidfeat.cli import app
 from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
-from vidfeat.models.registry import create_backbone
+from vidfeat.models.factory import create_backbone
 from vidfeat.pipeline.runner import extract
 from vidfeat.store import open_store, verify_store
 from vidfeat.synth import SynthConfig, make_dataset
@@ -70,7 +70,7 @@ def test_broken_files_are_recorded_and_good_ones_commit(
             shutil.copy(path, dataset / "ramp_up" / path.name)
     report = extract(config(dataset, tmp_path / "store", workers=2))
     assert report.videos_done == 6
-    kinds = {f["video_id"].split("/")[-1]: f["kind"] for f in report.failures}
+    kinds = {f.video_id.split("/")[-1]: f.kind for f in report.failures}
     expected = {p.name: k for p, k in broken_files.values() if p.exists()}
     assert kinds == expected
     fset = open_store(tmp_path / "store").get_featureset(report.featureset)
@@ -228,10 +228,10 @@ def test_a_different_file_under_a_stored_id_is_a_conflict_until_update(
     shutil.copyfile(dataset / "ramp_down/ramp_down_0000.mp4", other / "ramp_up/ramp_up_0000.mp4")
     refused = extract(config(other, store))
     assert refused.videos_done == 0
-    assert [(f["video_id"], f["kind"]) for f in refused.failures] == [
+    assert [(f.video_id, f.kind) for f in refused.failures] == [
         ("ramp_up/ramp_up_0000.mp4", "conflict")
     ]
-    assert "--update" in refused.failures[0]["message"]
+    assert "--update" in refused.failures[0].message
     assert refused.videos_skipped == 5  # copytree kept their mtimes: the same fingerprints
     fresh = open_store(store).get_featureset(first.featureset)
     np.testing.assert_array_equal(fresh.read("ramp_up/ramp_up_0000.mp4")[0], before)

@@ -100,9 +100,9 @@ def test_hostile_corpus(
     bad = bad | {"segfaults_the_decoder.mp4": "crashed"}
     store = tmp_path / "store"
     report = extract(config(folder, store, label_from="manifest", timeout_s=60.0, workers=2))
-    failed = {f["video_id"]: f["kind"] for f in report.failures}
+    failed = {f.video_id: f.kind for f in report.failures}
     assert failed == bad, report.failures
-    assert all(f["message"] for f in report.failures)
+    assert all(f.message for f in report.failures)
     fset = open_store(store).get_featureset(report.featureset)
     assert set(fset.video_ids()) == good
     assert verify_store(open_store(store)) == []

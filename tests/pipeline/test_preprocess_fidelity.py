@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from vidfeat.encode import encode_video
 from vidfeat.models.backbone import Backbone, Preprocess
 from vidfeat.models.efficientnet_lite import PREPROCESS as DEFAULT_PREPROCESS
 from vidfeat.pipeline.decode import Geometry, decode_selected, probe
-from vidfeat.synth import camera_like, encode_video
+from vidfeat.synth import camera_like
 
 MAX_MEAN_ABS = 2 / 255  # per pixel, in [0, 1] units
 

@@ -45,8 +45,8 @@ def test_rerun_decisions(tmp_path: Path) -> None:
     other = tmp_path / "other.mp4"
     other.write_bytes(b"other bytes")
     refused = plan(other)
-    assert refused.pending == [] and refused.conflicts[0]["kind"] == "conflict"
-    assert "differs from the video stored" in refused.conflicts[0]["message"]
+    assert refused.pending == [] and refused.conflicts[0].kind == "conflict"
+    assert "differs from the video stored" in refused.conflicts[0].message
     assert len(plan(other, update=True).pending) == 1
     relabelled = plan(video, label="jump")
     assert relabelled.skipped == 1 and "label 'jump' (stored: 'run')" in str(relabelled.conflicts)

@@ -14,10 +14,10 @@ from vidfeat.cli import app
 from vidfeat.config import ExtractConfig, SamplingConfig, TrainConfig
 from vidfeat.errors import ConfigError, TrainError
 from vidfeat.pipeline.runner import extract
+from vidfeat.predict import evaluate_run
 from vidfeat.synth import SynthConfig, make_dataset
 from vidfeat.trainer.data import load_data
 from vidfeat.trainer.loop import load_run, train
-from vidfeat.trainer.predict import evaluate_run
 from vidfeat.trainer.sweep import parse_grid
 
 

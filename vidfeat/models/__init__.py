@@ -1,0 +1,1 @@
+"""Backbones (registry, families, factory) and the temporal heads."""

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidfeat.config import check_interpolation
-from vidfeat.errors import BackboneError
+from vidfeat.config import DEVICES, PRECISIONS, check_choice, check_interpolation
+from vidfeat.errors import BackboneError, ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,22 +32,19 @@ class Preprocess:
 
 
 def resolve_device(device: str) -> torch.device:
+    """auto → cuda when there is one, else cpu. The one resolver of backbones and trainer."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise BackboneError("--device cuda was asked for, but CUDA is not available here.")
-    if device not in ("cpu", "cuda"):
-        raise BackboneError(f"Invalid device ({device!r}). Supported: auto, cpu, cuda.")
+        raise ConfigError("--device cuda was asked for, but CUDA is not available here.")
+    check_choice("device", device, DEVICES)
     return torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bfloat16" if device.type == "cuda" else "float32"
-    if precision not in ("float32", "bfloat16", "float16"):
-        raise BackboneError(
-            f"Invalid precision ({precision!r}). Supported: auto, float32, bfloat16, float16."
-        )
+    check_choice("precision", precision, PRECISIONS)
     if precision == "float16" and device.type == "cpu":
         raise BackboneError("float16 autocast is for CUDA; on the CPU use bfloat16 or float32.")
     return precision

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from vidfeat.config import HEADS
 from vidfeat.errors import ConfigError
 
 
@@ -74,7 +75,15 @@ class Recurrent(nn.Module):
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, classes))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        y, _ = self.rnn(self.norm(x))
+        # Packed, so that no direction reads the zero padding of short clips (the backward
+        # one would start in it); padded steps come back as zeros and are masked below.
+        lengths = mask.sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.norm(x), lengths, batch_first=True, enforce_sorted=False
+        )
+        y, _ = nn.utils.rnn.pad_packed_sequence(
+            self.rnn(packed)[0], batch_first=True, total_length=x.shape[1]
+        )
         if self.attention is not None:
             scores = self.attention(y).squeeze(-1).masked_fill(~mask, float("-inf"))
             pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * y).sum(1)
@@ -164,7 +173,4 @@ def build_head(
         return TemporalTransformer(in_dim, hidden, layers, attention_heads, classes, dropout)
     if head == "seed":
         return SeedHead(in_dim, classes)
-    raise ConfigError(
-        f"Invalid head ({head!r}). Supported: meanpool, lstm, bilstm, attention, gru, "
-        "transformer, seed."
-    )
+    raise ConfigError(f"Invalid head ({head!r}). Supported: {', '.join(HEADS)}.")

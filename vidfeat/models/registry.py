@@ -1,9 +1,6 @@
-"""Backbone registry and factory (timm style): ``@register_backbone`` and
-``create_backbone(name, weights=..., device=..., precision=...)``.
-
-Names: registered ones (``efficientnet_lite0``, ``tiny``), any torchvision classification
-model (``resnet50``, ``efficientnet_b0``, ``vit_b_16``, …) and ``timm:<model name>``.
-"""
+"""The backbone registry (timm style): families register themselves with
+``@register_backbone``; ``factory`` imports the families and builds backbones by name.
+This module imports no family, so families can import it."""
 
 from __future__ import annotations
 
@@ -12,9 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vidfeat.errors import BackboneError
-from vidfeat.models.backbone import Backbone, Preprocess
-from vidfeat.runtime import tune_malloc
+from vidfeat.models.backbone import Preprocess
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,66 +46,13 @@ def register_backbone(name: str, info: Callable[[], BackboneInfo]) -> Callable[[
     return wrap
 
 
-def _ensure_registered() -> None:
-    # Importing the modules runs their @register_backbone decorators.
-    from vidfeat.models import efficientnet_lite, tiny  # noqa: F401
+def registered(name: str) -> tuple[Factory, Callable[[], BackboneInfo]] | None:
+    return _REGISTRY.get(name)
+
+
+def registered_infos() -> list[BackboneInfo]:
+    return [info() for _, info in _REGISTRY.values()]
 
 
 def registered_names() -> list[str]:
-    _ensure_registered()
     return sorted(_REGISTRY)
-
-
-def create_backbone(
-    name: str,
-    weights: str = "DEFAULT",
-    device: str = "auto",
-    precision: str = "auto",
-    preprocess: str | None = None,
-) -> Backbone:
-    tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
-    built = build_module(name, weights, preprocess)
-    return Backbone(
-        name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
-    )
-
-
-def build_module(name: str, weights: str = "DEFAULT", preprocess: str | None = None) -> Built:
-    """The plain torch module of a backbone with its weights, preprocessing and identity, and
-    nothing else (``create_backbone`` wraps it for the pipeline). ``preprocess``: whose
-    reference transform a weights file was trained with (a torchvision weights enum name such
-    as IMAGENET1K_V1, or a timm pretrained tag)."""
-    _ensure_registered()
-    if name in _REGISTRY:
-        if preprocess:
-            raise BackboneError(
-                f"--preprocess is for torchvision and timm backbones; {name} has one fixed "
-                "preprocessing."
-            )
-        built = _REGISTRY[name][0](weights)
-    elif name.startswith("timm:"):
-        from vidfeat.models.timm_zoo import build_timm
-
-        built = build_timm(name.removeprefix("timm:"), weights, preprocess)
-    else:
-        from vidfeat.models.torchvision_zoo import build_torchvision, torchvision_names
-
-        if name not in torchvision_names():
-            choices = ", ".join(registered_names())
-            raise BackboneError(
-                f"Unknown backbone {name!r}. Choices: {choices}, any torchvision classification "
-                f"model (e.g. resnet50, efficientnet_b0, vit_b_16; see `vidfeat models`), or "
-                f"timm:<name>."
-            )
-        built = build_torchvision(name, weights, preprocess)
-    return built
-
-
-def list_backbones(include_zoo: bool = True) -> list[BackboneInfo]:
-    _ensure_registered()
-    infos = [info() for _, info in _REGISTRY.values()]
-    if include_zoo:
-        from vidfeat.models.torchvision_zoo import torchvision_infos
-
-        infos += torchvision_infos()
-    return infos

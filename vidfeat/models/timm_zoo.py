@@ -4,7 +4,6 @@ pretrained config. Weights: a local file, none, or DEFAULT (the hub, when online
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from vidfeat.errors import BackboneError, WeightsUnavailable
@@ -12,6 +11,7 @@ from vidfeat.models.backbone import Preprocess
 from vidfeat.models.registry import Built
 from vidfeat.models.weights import (
     file_sha256,
+    is_weights_file,
     load_state_dict_file,
     load_strict,
     seeded_init,
@@ -37,7 +37,7 @@ def build_timm(name: str, weights: str, preprocess: str | None = None) -> Built:
     model: Any
     if not timm.is_model(name):
         raise BackboneError(f"Unknown timm model {name!r}. See timm.list_models().")
-    is_file = weights.endswith((".pth", ".pt", ".safetensors")) or os.sep in weights
+    is_file = is_weights_file(weights)
     if weights == "DEFAULT":
         try:
             model = timm.create_model(name, pretrained=True, num_classes=0)

@@ -9,6 +9,7 @@ from vidfeat.errors import BackboneError
 from vidfeat.models.backbone import Preprocess
 from vidfeat.models.registry import BackboneInfo, Built, register_backbone
 from vidfeat.models.weights import (
+    is_weights_file,
     load_state_dict_file,
     load_strict,
     seeded_init,
@@ -46,7 +47,7 @@ def build_tiny(weights: str) -> Built:
     with seeded_init():
         module = TinyCNN()
     if weights not in ("DEFAULT", "none"):
-        if not weights.endswith((".pth", ".pt", ".safetensors")):
+        if not is_weights_file(weights):
             raise BackboneError(f"Invalid --weights {weights!r} for tiny: DEFAULT, none or a file.")
         load_strict(module, load_state_dict_file(weights), weights)
     return Built(module, TINY_DIM, TINY_PREPROCESS, state_dict_sha256(module.state_dict()))

@@ -19,6 +19,7 @@ from vidfeat.models.backbone import Preprocess
 from vidfeat.models.registry import BackboneInfo, Built
 from vidfeat.models.weights import (
     file_sha256,
+    is_weights_file,
     last_linear_to_identity,
     load_state_dict_file,
     load_strict,
@@ -132,7 +133,7 @@ def build_torchvision(name: str, weights: str, preprocess: str | None = None) ->
     if weights == "none":
         enum_value = _recipe(name, preprocess)
         weights_id = ""
-    elif weights.endswith((".pth", ".pt", ".safetensors")) or os.sep in weights:
+    elif is_weights_file(weights):
         enum_value = _recipe(name, preprocess)
         load_strict(model, load_state_dict_file(weights), weights)
         weights_id = file_sha256(weights)

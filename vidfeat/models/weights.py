@@ -45,6 +45,14 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
         yield
 
 
+WEIGHTS_SUFFIXES = (".pth", ".pt", ".safetensors")
+
+
+def is_weights_file(weights: str) -> bool:
+    """Whether a --weights value names a file (rather than DEFAULT, none or an enum name)."""
+    return weights.endswith(WEIGHTS_SUFFIXES) or os.sep in weights
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A .pth/.pt (weights_only=True: never unpickles code) or .safetensors state dict."""
     p = Path(path)

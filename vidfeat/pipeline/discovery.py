@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 
 from vidfeat.errors import InputError
+from vidfeat.uris import is_remote, is_url, scheme, without_scheme
 
 VIDEO_EXTENSIONS = frozenset(
     [
@@ -112,7 +113,7 @@ def _id_and_label(path: Path, root: Path, label_from: str, source: str) -> tuple
 
 
 def _same_file(a: str, b: str) -> bool:
-    if "://" in a or "://" in b:
+    if is_url(a) or is_url(b):
         return a == b
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -162,7 +163,7 @@ def read_manifest(path: Path) -> list[VideoInput]:
         raw = str(row.get("path") or "").strip()
         if not raw:
             raise InputError(f"Manifest {path}, row {n}: empty path.")
-        joined = raw if "://" in raw else os.path.normpath(os.path.join(path.parent, raw))
+        joined = raw if is_url(raw) else os.path.normpath(os.path.join(path.parent, raw))
         full_paths.append(joined)
     derive = _manifest_ids(path.parent, full_paths)
     found = _Found()
@@ -184,16 +185,16 @@ def _manifest_ids(folder: Path, paths: list[str]) -> dict[str, str]:
     base = os.path.abspath(folder)
     ids, outside = {}, []
     for p in paths:
-        local = "://" not in p
+        local = not is_url(p)
         if local and os.path.commonpath([base, os.path.abspath(p)]) == base:
             ids[p] = PurePosixPath(os.path.relpath(os.path.abspath(p), base)).as_posix()
         else:
-            outside.append(p.split("://", 1)[-1] if not local else os.path.abspath(p))
+            outside.append(without_scheme(p) if not local else os.path.abspath(p))
     if outside:
         root = os.path.dirname(outside[0]) if len(outside) == 1 else os.path.commonpath(outside)
         for p in paths:
             if p not in ids:
-                key = p.split("://", 1)[-1] if "://" in p else os.path.abspath(p)
+                key = without_scheme(p) if is_url(p) else os.path.abspath(p)
                 ids[p] = PurePosixPath(os.path.relpath(key, root)).as_posix()
     return ids
 
@@ -207,7 +208,7 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
         raise InputError(f"{url}: URL inputs need fsspec (pip install 'vidfeat[s3]').") from None
     try:
         fs, path = fsspec.core.url_to_fs(url, use_listings_cache=False, skip_instance_cache=True)
-        scheme = url.split("://", 1)[0]
+        url_scheme = scheme(url)
         if glob.has_magic(path):  # ids relative to the matches' common folder, as for paths
             names = sorted(fs.glob(path))
             if not names:
@@ -235,7 +236,7 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
             videos.append(
                 VideoInput(
                     check_video_id(rel, url),
-                    f"{scheme}://{name}",
+                    f"{url_scheme}://{name}",
                     label,
                     None,
                     int(info.get("size") or -1),
@@ -255,7 +256,7 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> l
     found = _Found()
     for item in inputs:
         add = partial(found.add, source=item)
-        if "://" in item and not item.startswith("file://"):
+        if is_remote(item):
             for v in _discover_url(item, label_from):
                 add(v)
             continue

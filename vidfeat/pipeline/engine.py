@@ -1,5 +1,7 @@
 """The worker side: one backbone per process, decode threads feeding one inference loop that
-batches frames across videos, and the part write + commit. Returns a small summary only."""
+batches frames across videos, and the part write + commit. A part task runs in typed stages,
+``extract_videos → list[VideoOutcome]``, ``write_part → CommitResult``, and returns a
+``PartSummary`` only."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from vidfeat.models.backbone import Backbone
 from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
+from vidfeat.store import CommitResult, FailureRecord, FeatureSet, VideoRecord
+from vidfeat.uris import is_url
 
 # Per-process cache, not configuration: (name, weights, device, precision, preprocess).
 _MODELS: dict[tuple[str, str, str, str, str | None], Backbone] = {}
@@ -31,7 +35,7 @@ _INFERENCE_LOCK = threading.Lock()
 
 def get_backbone(cfg: BackboneConfig) -> Backbone:
     """The process's backbone for this config, loaded once."""
-    from vidfeat.models.registry import create_backbone
+    from vidfeat.models.factory import create_backbone
 
     key = (cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess)
     with _MODELS_LOCK:
@@ -88,6 +92,14 @@ class VideoResult:
     done: bool = False
 
 
+@dataclass(slots=True)
+class RunStats:
+    frames: int = 0  # frames through the backbone
+    seeks: int = 0
+    targets: int = 0
+    model_s: float = 0.0
+
+
 def _decode_worker(
     slot: int,
     v: VideoInput,
@@ -119,7 +131,7 @@ def run_videos(
     batch_size: int,
     decode_threads: int = 2,
     timeout_s: float = 600.0,
-) -> tuple[list[VideoResult], dict[str, float]]:
+) -> tuple[list[VideoResult], RunStats]:
     """Decode all videos concurrently and run the backbone on batches mixed across videos."""
     import torch
 
@@ -128,7 +140,7 @@ def run_videos(
     results = [VideoResult(v) for v in videos]
     # Bounded: decoders wait when inference falls behind, so memory stays flat.
     q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
-    stats = {"model_s": 0.0, "frames": 0.0, "seeks": 0.0, "targets": 0.0}
+    stats = RunStats()
     pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
     pending_rows = 0
 
@@ -140,8 +152,8 @@ def run_videos(
         with _INFERENCE_LOCK:
             start = time.perf_counter()
             feats = backbone(frames)
-            stats["model_s"] += time.perf_counter() - start
-        stats["frames"] += len(frames)
+            stats.model_s += time.perf_counter() - start
+        stats.frames += len(frames)
         row = 0
         for slot, c in pending:
             n = len(c.frames)
@@ -172,25 +184,73 @@ def run_videos(
                 if kind == "done":
                     results[slot].index, results[slot].sha256, report = payload
                     results[slot].done = True
-                    stats["seeks"] += report.seeks
-                    stats["targets"] += report.targets
+                    stats.seeks += report.seeks
+                    stats.targets += report.targets
                 else:
                     results[slot].error = payload
         flush()
     return results, stats
 
 
-def run_part(task: PartTask) -> dict[str, Any]:
-    """A dask task: extract a part's videos, write the part, commit. Returns a summary."""
-    import torch
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A video's rows, ready for its part."""
 
-    from vidfeat.store import FailureRecord, VideoRecord, open_store
+    record: VideoRecord
+    values: np.ndarray
+    pts: np.ndarray
+    frame_index: np.ndarray
 
-    start = time.perf_counter()
-    if task.torch_threads:
-        torch.set_num_threads(task.torch_threads)
-    backbone = get_backbone(task.backbone)
-    fset = open_store(task.store).get_featureset(task.featureset)
+
+VideoOutcome = Extracted | FailureRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PartSummary:
+    """What a part task returns to the client: counts and timings, never rows."""
+
+    part_id: str
+    won: bool  # False: another attempt committed this part first
+    videos: int
+    rows: int
+    failures: tuple[FailureRecord, ...]
+    frames: int  # frames through the backbone
+    seeks: int
+    targets: int  # rows asked of the decoders
+    model_s: float
+    wall_s: float
+    worker_rss_mib: float  # peak resident memory of this worker process
+    decoder_rss_mib: float  # and of its largest decoder child
+
+
+def _outcome(r: VideoResult) -> VideoOutcome:
+    v = r.video
+    if r.error is not None or r.index is None:
+        err = r.error or VideoDecodeError("error", f"{v.path}: no result")
+        return FailureRecord(v.video_id, v.path, err.kind, err.message, v.size, v.mtime_ns, v.label)
+    values = np.concatenate(r.features)
+    ix = r.index
+    width, height = ix.display_size
+    record = VideoRecord(
+        video_id=v.video_id,
+        uri=v.path if is_url(v.path) else os.path.abspath(v.path),
+        size=v.size,
+        mtime_ns=v.mtime_ns,
+        n_rows=len(values),
+        sha256=r.sha256,
+        label=v.label,
+        split=v.split,
+        duration_s=ix.duration_s,
+        fps=ix.fps,
+        width=width,
+        height=height,
+        codec=ix.codec,
+    )
+    return Extracted(record, values, np.concatenate(r.pts), np.concatenate(r.frame_index))
+
+
+def extract_videos(task: PartTask, backbone: Backbone) -> tuple[list[VideoOutcome], RunStats]:
+    """Decode and embed the part's videos: one outcome per video, in the part's order."""
     results, stats = run_videos(
         task.videos,
         backbone,
@@ -199,63 +259,55 @@ def run_part(task: PartTask) -> dict[str, Any]:
         task.decode_threads,
         task.timeout_s,
     )
-    failures = []
-    with fset.writer(task.part_id) as writer:
-        for r in results:
-            v = r.video
-            if r.error is not None or r.index is None:
-                err = r.error or VideoDecodeError("error", f"{v.path}: no result")
-                writer.add_failure(
-                    FailureRecord(
-                        v.video_id, v.path, err.kind, err.message, v.size, v.mtime_ns, v.label
+    return [_outcome(r) for r in results], stats
+
+
+def write_part(
+    fset: FeatureSet, part_id: str, outcomes: list[VideoOutcome]
+) -> tuple[CommitResult, tuple[FailureRecord, ...]]:
+    """Write and commit the part; features the store refuses (NaN/inf, beyond float16) make
+    that video a failure and the part goes on. Returns the commit and every failure."""
+    failures: list[FailureRecord] = []
+    with fset.writer(part_id) as writer:
+        for o in outcomes:
+            if isinstance(o, Extracted):
+                try:
+                    writer.add_video(o.record, o.values, o.pts, o.frame_index)
+                    continue
+                except ValueRangeError as e:
+                    r = o.record
+                    o = FailureRecord(
+                        r.video_id, r.uri, "invalid_features", str(e), r.size, r.mtime_ns, r.label
                     )
-                )
-                failures.append({"video_id": v.video_id, "kind": err.kind, "message": err.message})
-                continue
-            values = np.concatenate(r.features)
-            ix = r.index
-            width, height = ix.display_size
-            record = VideoRecord(
-                video_id=v.video_id,
-                uri=v.path if "://" in v.path else os.path.abspath(v.path),
-                size=v.size,
-                mtime_ns=v.mtime_ns,
-                n_rows=len(values),
-                sha256=r.sha256,
-                label=v.label,
-                split=v.split,
-                duration_s=ix.duration_s,
-                fps=ix.fps,
-                width=width,
-                height=height,
-                codec=ix.codec,
-            )
-            try:
-                writer.add_video(
-                    record, values, np.concatenate(r.pts), np.concatenate(r.frame_index)
-                )
-            except ValueRangeError as e:  # NaN/inf features: this video fails, the part goes on
-                writer.add_failure(
-                    FailureRecord(
-                        v.video_id, v.path, "invalid_features", str(e), v.size, v.mtime_ns, v.label
-                    )
-                )
-                failures.append(
-                    {"video_id": v.video_id, "kind": "invalid_features", "message": str(e)}
-                )
-        result = writer.commit()
-    return {
-        "part_id": task.part_id,
-        "won": result.won,
-        # Peak resident memory of this worker process and of its largest decoder child.
-        "worker_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "decoder_rss_mib": POOL.peak_rss_mib(),
-        "videos": result.n_videos,
-        "rows": result.n_rows,
-        "failures": failures,
-        "model_s": stats["model_s"],
-        "frames": int(stats["frames"]),
-        "seeks": int(stats["seeks"]),
-        "targets": int(stats["targets"]),
-        "wall_s": time.perf_counter() - start,
-    }
+            writer.add_failure(o)
+            failures.append(o)
+        return writer.commit(), tuple(failures)
+
+
+def run_part(task: PartTask) -> PartSummary:
+    """A dask task: extract_videos → write_part (commit) → a summary."""
+    import torch
+
+    from vidfeat.store import open_store
+
+    start = time.perf_counter()
+    if task.torch_threads:
+        torch.set_num_threads(task.torch_threads)
+    backbone = get_backbone(task.backbone)
+    fset = open_store(task.store).get_featureset(task.featureset)
+    outcomes, stats = extract_videos(task, backbone)
+    commit, failures = write_part(fset, task.part_id, outcomes)
+    return PartSummary(
+        part_id=task.part_id,
+        won=commit.won,
+        videos=commit.n_videos,
+        rows=commit.n_rows,
+        failures=failures,
+        frames=stats.frames,
+        seeks=stats.seeks,
+        targets=stats.targets,
+        model_s=stats.model_s,
+        wall_s=time.perf_counter() - start,
+        worker_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        decoder_rss_mib=POOL.peak_rss_mib(),
+    )

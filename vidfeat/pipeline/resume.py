@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from vidfeat.hashing import file_sha256
 from vidfeat.pipeline.discovery import VideoInput
-from vidfeat.store.catalog import Catalog
+from vidfeat.store import Catalog, FailureRecord
+from vidfeat.uris import is_url
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class Plan:
     pending: list[VideoInput] = field(default_factory=list)
     skipped: int = 0
     same_content: int = 0  # skipped after hashing: new fingerprint, same bytes
-    conflicts: list[dict[str, str]] = field(default_factory=list)  # as report failures
+    conflicts: list[FailureRecord] = field(default_factory=list)  # as report failures
 
 
 def plan_videos(
@@ -69,17 +70,16 @@ def _relabelled(v: VideoInput, label: str | None, split: str | None) -> str:
     return f"{v.path} is given " + " and ".join(said) if said else ""
 
 
-def _conflict(v: VideoInput, what: str) -> dict[str, str]:
-    return {
-        "video_id": v.video_id,
-        "kind": "conflict",
-        "message": f"{what}; the stored video is kept. Pass --update to replace it, or give "
-        "this file another id.",
-    }
+def _conflict(v: VideoInput, what: str) -> FailureRecord:
+    message = (
+        f"{what}; the stored video is kept. Pass --update to replace it, or give this file "
+        "another id."
+    )
+    return FailureRecord(v.video_id, v.path, "conflict", message, v.size, v.mtime_ns, v.label)
 
 
 def _same_bytes(v: VideoInput, stored_sha256: str) -> bool:
-    if "://" in v.path or not stored_sha256:
+    if is_url(v.path) or not stored_sha256:
         return False  # an object store's bytes would have to be downloaded: not the same
     try:
         return file_sha256(v.path) == stored_sha256

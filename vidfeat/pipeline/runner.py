@@ -18,9 +18,9 @@ from typing import Any
 from vidfeat.config import ExtractConfig
 from vidfeat.errors import ExtractError
 from vidfeat.pipeline.discovery import VideoInput, discover
-from vidfeat.pipeline.engine import PartTask, run_part
+from vidfeat.pipeline.engine import PartSummary, PartTask, run_part
 from vidfeat.pipeline.resume import plan_videos
-from vidfeat.store import FeatureSet, FeatureSetSpec, open_store
+from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class ExtractReport:
     videos_skipped: int
     videos_done: int = 0
     rows: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
     parts: int = 0
     parts_lost: int = 0
     wall_s: float = 0.0
@@ -44,6 +44,17 @@ class ExtractReport:
     seeks: int = 0  # seeks and reopens of the decoders (each late landing costs one more)
     frames_sampled: int = 0  # rows asked of the decoders
     dashboard: str | None = None
+
+    def add(self, part: PartSummary) -> None:
+        """Count one committed part in."""
+        self.videos_done += part.videos
+        self.rows += part.rows
+        self.seeks += part.seeks
+        self.frames_sampled += part.targets
+        self.failures += part.failures
+        self.parts_lost += 0 if part.won else 1
+        self.peak_worker_rss_mib = max(self.peak_worker_rss_mib, part.worker_rss_mib)
+        self.peak_decoder_rss_mib = max(self.peak_decoder_rss_mib, part.decoder_rss_mib)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,7 +202,7 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
     # run extracted are judged by this run alone (a retried video may have succeeded).
     extracted = {v.video_id for v in plan.pending}
     earlier = {v.video_id for v in videos if v.video_id in catalog.failures}
-    report.failed_inputs = sorted({f["video_id"] for f in report.failures} | earlier - extracted)
+    report.failed_inputs = sorted({f.video_id for f in report.failures} | earlier - extracted)
     if cfg.report:
         with open(cfg.report, "w") as f:
             json.dump(report.to_json(), f, indent=2)
@@ -215,26 +226,13 @@ def _sigint_flag() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run(
-    client: Any,
+def _part_tasks(
     cfg: ExtractConfig,
     fset: FeatureSet,
     parts: list[tuple[str, tuple[VideoInput, ...]]],
-    report: ExtractReport,
-    show: bool,
     torch_threads: int | None,
-) -> None:
-    from dask.distributed import as_completed
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    tasks = [
+) -> list[PartTask]:
+    return [
         PartTask(
             fset.fs.url,
             fset.name,
@@ -248,12 +246,18 @@ def _run(
         )
         for pid, group in parts
     ]
-    total_videos = sum(len(t.videos) for t in tasks)
-    console = Console(stderr=True)
-    report.dashboard = client.dashboard_link
-    slots = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
-    window = cfg.max_in_flight or max(2, slots + len(client.scheduler_info().get("workers", {})))
-    bar = Progress(
+
+
+def _progress_bar(console: Any, show: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
         TextColumn("[bold]extract"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -262,6 +266,30 @@ def _run(
         console=console,
         disable=not show,
     )
+
+
+def _run(
+    client: Any,
+    cfg: ExtractConfig,
+    fset: FeatureSet,
+    parts: list[tuple[str, tuple[VideoInput, ...]]],
+    report: ExtractReport,
+    show: bool,
+    torch_threads: int | None,
+) -> None:
+    """Run the part tasks, at most ``window`` in flight, counting each summary in as it
+    comes; Ctrl-C cancels what is in flight (committed parts stay)."""
+    from dask.distributed import as_completed
+    from rich.console import Console
+
+    tasks = _part_tasks(cfg, fset, parts, torch_threads)
+    total_videos = sum(len(t.videos) for t in tasks)
+    console = Console(stderr=True)
+    report.dashboard = client.dashboard_link
+    workers = client.scheduler_info().get("workers", {})
+    slots = sum(w.get("nthreads", 1) for w in workers.values())
+    window = cfg.max_in_flight or max(2, slots + len(workers))
+    bar = _progress_bar(console, show)
     frames = 0
     t0 = time.perf_counter()
     with bar:
@@ -275,23 +303,14 @@ def _run(
             key = f"part-{task.part_id}-{time.time_ns()}"
             futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
 
-        def record(summary: dict[str, Any]) -> None:
+        def record(summary: PartSummary) -> None:
             nonlocal frames
-            frames += summary["frames"]
-            report.videos_done += summary["videos"]
-            report.rows += summary["rows"]
-            report.seeks += summary["seeks"]
-            report.frames_sampled += summary["targets"]
-            report.failures += summary["failures"]
-            report.parts_lost += 0 if summary["won"] else 1
-            report.peak_worker_rss_mib = max(report.peak_worker_rss_mib, summary["worker_rss_mib"])
-            report.peak_decoder_rss_mib = max(
-                report.peak_decoder_rss_mib, summary["decoder_rss_mib"]
-            )
+            frames += summary.frames
+            report.add(summary)
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(
                 job,
-                advance=summary["videos"] + len(summary["failures"]),
+                advance=summary.videos + len(summary.failures),
                 fps=frames / elapsed,
                 failures=len(report.failures),
             )

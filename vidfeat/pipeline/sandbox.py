@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from vidfeat.config import SamplingConfig
 from vidfeat.errors import VideoDecodeError
+from vidfeat.uris import is_remote
 
 _HEADER = struct.Struct("<Q")
 # Fault injection for the tests: a child asked to decode a path containing the text in
@@ -200,7 +201,7 @@ POOL = DecoderPool()  # per-process, like the backbone cache
 @contextlib.contextmanager
 def _local_file(path: str) -> Iterator[str]:
     """A local path for ``path``: itself, or a temporary download of an fsspec URL."""
-    if "://" not in path or path.startswith("file://"):
+    if not is_remote(path):
         yield path.removeprefix("file://")
         return
     import fsspec

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vidfeat.errors import StoreError
+from vidfeat.uris import is_remote, scheme, without_scheme
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -200,17 +201,19 @@ class FsspecFS(StoreFS):
             import fsspec
         except ImportError:
             raise StoreError(f"{url}: object stores need fsspec and s3fs.") from None
-        scheme = url.split("://", 1)[0]
+        fs_scheme = scheme(url)
         try:
             # No listing cache: a commit made by another process must be seen at once.
-            self.fs = fsspec.filesystem(scheme, use_listings_cache=False, skip_instance_cache=True)
+            self.fs = fsspec.filesystem(
+                fs_scheme, use_listings_cache=False, skip_instance_cache=True
+            )
         except ImportError:
             raise StoreError(
-                f"{url}: the {scheme}:// filesystem is not installed. "
+                f"{url}: the {fs_scheme}:// filesystem is not installed. "
                 "Install it with: pip install 'vidfeat[s3]'."
             ) from None
         self.url = url.rstrip("/")
-        self.root = self.url.split("://", 1)[1]
+        self.root = without_scheme(self.url)
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.cache = _cache_root() / "parts" / key
 
@@ -300,12 +303,11 @@ def _cache_root() -> Path:
 
 def open_fs(url: str | Path) -> StoreFS:
     text = str(url)
-    if "://" in text and not text.startswith("file://"):
-        scheme = text.split("://", 1)[0]
-        if scheme not in OBJECT_STORE_SCHEMES:
+    if is_remote(text):
+        if scheme(text) not in OBJECT_STORE_SCHEMES:
             raise StoreError(
-                f"Store URL scheme {scheme!r} is not supported ({text}): vidfeat needs an atomic "
-                f"create-only write, which it uses on {', '.join(OBJECT_STORE_SCHEMES)} and "
+                f"Store URL scheme {scheme(text)!r} is not supported ({text}): vidfeat needs an "
+                f"atomic create-only write, which it uses on {', '.join(OBJECT_STORE_SCHEMES)} and "
                 "local or network-filesystem folders."
             )
         return FsspecFS(text)

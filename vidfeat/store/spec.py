@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vidfeat.config import FEATURE_DTYPES, PART_FORMATS, check_choice
 from vidfeat.errors import ConfigError, StoreError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -46,10 +47,8 @@ class FeatureSetSpec:
     compression: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float16", "float32"):
-            raise ConfigError(f"Invalid dtype ({self.dtype!r}). Supported: float16, float32.")
-        if self.part_format not in ("zarr", "hdf5"):
-            raise ConfigError(f"Invalid part format ({self.part_format!r}). Supported: zarr, hdf5.")
+        check_choice("dtype", self.dtype, FEATURE_DTYPES)
+        check_choice("part format", self.part_format, PART_FORMATS)
         if self.feature_dim <= 0:
             raise ConfigError(f"Invalid feature_dim ({self.feature_dim}).")
 

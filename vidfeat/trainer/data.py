@@ -192,24 +192,34 @@ def sequence_index(
     train: bool,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) row indices and validity mask. Evaluation: T rows spread uniformly. Training:
-    a random contiguous crop of T rows. Clips shorter than T are padded and masked."""
+    """(B, T) row indices and validity mask of clips of ``data`` (``sequence_positions``)."""
     starts = data.offsets[clips]
     lengths = data.lengths(clips)
+    pos, mask = sequence_positions(lengths, seq_len, train, generator)
+    rows = starts.unsqueeze(1) + pos.clamp_max((lengths - 1).clamp_min(0).unsqueeze(1))
+    return rows, mask
+
+
+def sequence_positions(
+    lengths: torch.Tensor, seq_len: int, train: bool, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) positions within each clip of ``lengths`` rows, and the validity mask.
+    Evaluation (and prediction): T rows spread uniformly. Training: a random contiguous crop of
+    T rows. Clips shorter than T are padded and masked."""
     t = torch.arange(seq_len)
     if train:
         slack = (lengths - seq_len).clamp_min(0)
-        offset = (torch.rand(len(clips), generator=generator) * (slack + 1).float()).floor().long()
+        offset = (
+            (torch.rand(len(lengths), generator=generator) * (slack + 1).float()).floor().long()
+        )
         pos = offset.unsqueeze(1) + t
     else:
         span = lengths.clamp_min(seq_len).float()
         pos = torch.floor((t.float() + 0.5) * span.unsqueeze(1) / seq_len).long()
         pos = torch.where(
-            lengths.unsqueeze(1) >= seq_len, pos, t.unsqueeze(0).expand(len(clips), -1)
+            lengths.unsqueeze(1) >= seq_len, pos, t.unsqueeze(0).expand(len(lengths), -1)
         )
-    mask = pos < lengths.unsqueeze(1)
-    rows = starts.unsqueeze(1) + pos.clamp_max((lengths - 1).clamp_min(0).unsqueeze(1))
-    return rows, mask
+    return pos, pos < lengths.unsqueeze(1)
 
 
 def batch(

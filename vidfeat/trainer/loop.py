@@ -16,6 +16,7 @@ from torch import nn
 
 from vidfeat.config import TrainConfig
 from vidfeat.errors import TrainError
+from vidfeat.models.backbone import resolve_device
 from vidfeat.models.heads import build_head
 from vidfeat.runtime import tune_malloc
 from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
@@ -29,14 +30,6 @@ class RunResult:
     metrics: dict[str, Any]
     best_epoch: int
     seconds: float
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked for, but CUDA is not available.")
-    return torch.device(name)
 
 
 def _head(cfg: TrainConfig, in_dim: int, classes: int) -> nn.Module:
@@ -76,11 +69,24 @@ def evaluate(
     return out, loss
 
 
-def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
-    start = time.perf_counter()
+@dataclass(slots=True)
+class _Setup:
+    """Everything one training run holds: the data, the head, and how it learns."""
+
+    data: FeatureData
+    pca_state: dict[str, torch.Tensor]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    generator: torch.Generator
+    device: torch.device
+
+
+def setup(cfg: TrainConfig, data: FeatureData | None = None) -> _Setup:
     tune_malloc()  # see vidfeat/runtime.py
     torch.manual_seed(cfg.seed)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     # No torch.use_deterministic_algorithms: the CPU kernels used here are deterministic for
     # a given thread count already (a test checks it), and the call imports torch._dynamo,
     # which costs 1.5 s per run.
@@ -106,87 +112,103 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
         weight = (counts.sum() / counts.clamp_min(1) / n_classes).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_idx = torch.from_numpy(data.train_idx)
+    return _Setup(data, pca_state, model, optimizer, scheduler, loss_fn, generator, device)
+
+
+def train_one_epoch(s: _Setup, cfg: TrainConfig) -> float:
+    """One pass over the training clips in a random order; the mean training loss."""
+    s.model.train()
+    train_idx = torch.from_numpy(s.data.train_idx)
+    order = train_idx[torch.randperm(len(train_idx), generator=s.generator)]
+    amp = s.device.type == "cuda"
+    running, seen = 0.0, 0
+    for i in range(0, len(order), cfg.batch_size):
+        clips = order[i : i + cfg.batch_size]
+        if len(clips) < 2 and cfg.head == "seed":
+            continue  # BatchNorm needs two samples
+        x, mask, y = batch(s.data, clips, cfg.seq_len, train=True, generator=s.generator)
+        x, mask, y = x.to(s.device), mask.to(s.device), y.to(s.device)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = s.loss_fn(s.model(x, mask).float(), y)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
+        s.optimizer.step()
+        s.scheduler.step()
+        running += loss.item() * len(clips)
+        seen += len(clips)
+    return running / max(seen, 1)
+
+
+def _val_metrics(s: _Setup, cfg: TrainConfig) -> tuple[dict[str, Any], float]:
+    logits, loss = evaluate(s.model, s.data, s.data.val_idx, cfg, s.device)
+    labels = s.data.labels[torch.from_numpy(s.data.val_idx)]
+    return classification_metrics(logits, labels, s.data.classes), loss
+
+
+def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
+    """setup → (train_one_epoch → evaluate) per epoch, early stopping on val top-1 → save the
+    best epoch's head."""
+    start = time.perf_counter()
+    s = setup(cfg, data)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    amp = device.type == "cuda"
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        running, seen = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            clips = order[i : i + cfg.batch_size]
-            if len(clips) < 2 and cfg.head == "seed":
-                continue  # BatchNorm needs two samples
-            x, mask, y = batch(data, clips, cfg.seq_len, train=True, generator=generator)
-            x, mask, y = x.to(device), mask.to(device), y.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(model(x, mask).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(clips)
-            seen += len(clips)
-        logits, val_loss = evaluate(model, data, data.val_idx, cfg, device)
-        top1 = classification_metrics(
-            logits, data.labels[torch.from_numpy(data.val_idx)], data.classes
-        )["top1"]
+        train_loss = train_one_epoch(s, cfg)
+        val, val_loss = _val_metrics(s, cfg)
+        lr = float(s.scheduler.get_last_lr()[0])
         history.append(
             {
                 "epoch": epoch,
-                "train_loss": running / max(seen, 1),
+                "train_loss": train_loss,
                 "val_loss": val_loss,
-                "val_top1": top1,
-                "lr": float(scheduler.get_last_lr()[0]),
+                "val_top1": val["top1"],
+                "lr": lr,
             }
         )
         if verbose:
             print(
-                f"epoch {epoch:3d}  train {running / max(seen, 1):.4f}  "
-                f"val {val_loss:.4f}  top1 {top1:.3f}"
+                f"epoch {epoch:3d}  train {train_loss:.4f}  "
+                f"val {val_loss:.4f}  top1 {val['top1']:.3f}"
             )
-        if top1 > best[0]:
-            best = (
-                top1,
-                epoch,
-                {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            )
+        if val["top1"] > best[0]:
+            state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+            best = (val["top1"], epoch, state)
         elif epoch - best[1] >= cfg.patience:
             break
-    model.load_state_dict(best[2])
-    logits, _ = evaluate(model, data, data.val_idx, cfg, device)
-    metrics = classification_metrics(
-        logits, data.labels[torch.from_numpy(data.val_idx)], data.classes
-    )
+    s.model.load_state_dict(best[2])
+    metrics, _ = _val_metrics(s, cfg)
     metrics |= {
         "best_epoch": best[1],
         "epochs_run": len(history),
-        "train_clips": len(data.train_idx),
-        "val_clips": len(data.val_idx),
+        "train_clips": len(s.data.train_idx),
+        "val_clips": len(s.data.val_idx),
     }
     run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
-    save_run(run_dir, cfg, data, model, pca_state, metrics, history)
+    save_run(run_dir, cfg, s.data, s.model, s.pca_state, metrics, history)
     seconds = time.perf_counter() - start
-    append_index(
-        cfg.runs_dir,
-        {
-            "run": str(run_dir),
-            "head": cfg.head,
-            "featureset": data.featureset,
-            "hidden": cfg.hidden,
-            "lr": cfg.lr,
-            "seq_len": cfg.seq_len,
-            "val_top1": metrics["top1"],
-            "val_top5": metrics["top5"],
-            "macro_f1": metrics["macro_f1"],
-            "best_epoch": best[1],
-            "seconds": round(seconds, 2),
-            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        },
-    )
+    append_index(cfg.runs_dir, _index_row(run_dir, cfg, s.data, metrics, seconds))
     return RunResult(run_dir, metrics, best[1], seconds)
+
+
+def _index_row(
+    run_dir: Path, cfg: TrainConfig, data: FeatureData, metrics: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """The run's line in the runs leaderboard (runs/index.csv)."""
+    return {
+        "run": str(run_dir),
+        "head": cfg.head,
+        "featureset": data.featureset,
+        "hidden": cfg.hidden,
+        "lr": cfg.lr,
+        "seq_len": cfg.seq_len,
+        "val_top1": metrics["top1"],
+        "val_top5": metrics["top5"],
+        "macro_f1": metrics["macro_f1"],
+        "best_epoch": metrics["best_epoch"],
+        "seconds": round(seconds, 2),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def save_run(

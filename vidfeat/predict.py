@@ -1,5 +1,9 @@
 """Using a trained run: re-evaluate it from the store, or predict labels for new videos
-(extracted with the run's feature-set spec through the pipeline's single-process path)."""
+(extracted with the run's feature-set spec through the pipeline's single-process path).
+
+The one module that uses both the trainer and the pipeline (import-linter's layers): a new
+video's rows go through the pipeline exactly as at extraction, and into the head through the
+trainer's own evaluation sequences."""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ import torch
 
 from vidfeat.config import BackboneConfig, SamplingConfig, TrainConfig
 from vidfeat.errors import TrainError
+from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.pipeline.engine import get_backbone, run_videos
 from vidfeat.store import open_store
-from vidfeat.trainer.data import load_data
+from vidfeat.trainer.data import load_data, sequence_positions
 from vidfeat.trainer.loop import evaluate, load_run
 from vidfeat.trainer.metrics import classification_metrics
 
@@ -58,9 +64,6 @@ def evaluate_run(
 
 
 def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
-    from vidfeat.pipeline.discovery import VideoInput
-    from vidfeat.pipeline.engine import get_backbone, run_videos
-
     model, config, pca = load_run(run)
     fset = _check_featureset(config)
     spec = fset.spec
@@ -76,14 +79,7 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
     )
     if backbone.weights_id != spec.weights_id:
         raise TrainError(f"Backbone weights differ from the feature set's ({spec.weights_id}).")
-    s = spec.sampling
-    sampling = SamplingConfig(
-        mode=s["mode"],
-        frames=s.get("frames", 16),
-        fps=s.get("fps", 1.0),
-        stride=s.get("stride", 1),
-        max_frames=s.get("max_frames"),
-    )
+    sampling = SamplingConfig.from_identity(spec.sampling)
     inputs = [VideoInput(Path(v).name, v) for v in videos]
     results, _ = run_videos(inputs, backbone, sampling, 16)
     out: list[dict[str, Any]] = []
@@ -97,17 +93,11 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
         feats = torch.from_numpy(stored.astype(np.float32))
         if pca:
             feats = (feats - pca["pca_mean"]) @ pca["pca_components"]
-        t = config["seq_len"]
         n = len(feats)
-        pos = (
-            torch.floor((torch.arange(t) + 0.5) * max(n, t) / t).long()
-            if n >= t
-            else torch.arange(t)
-        )
-        mask = pos < n
+        pos, mask = sequence_positions(torch.tensor([n]), config["seq_len"], train=False)
         x = feats[pos.clamp_max(n - 1)] * mask.unsqueeze(-1)
         with torch.no_grad():
-            probs = torch.softmax(model(x.unsqueeze(0), mask.unsqueeze(0)), 1)[0]
+            probs = torch.softmax(model(x, mask), 1)[0]
         top = probs.topk(min(top_k, len(classes)))
         out.append(
             {
