@@ -39,6 +39,7 @@ def commands(session: str) -> list[tuple[str, int]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_example_runs(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = os.environ | {

@@ -1,33 +1,49 @@
 """vidfeat: videos → sharded feature store → fast temporal heads.
 
-Only light names are imported eagerly so that ``vidfeat --help`` stays instant; the public API
-functions load their heavy modules on first use.
+The public API::
+
+    import vidfeat
+
+    report = vidfeat.extract(vidfeat.ExtractConfig(inputs=("videos/",), store="store"))
+    fset = vidfeat.open_store("store", mode="r").get_featureset(report.featureset)
+    values, pts = fset.read("class_a/clip01.mp4")
+    result = vidfeat.train(vidfeat.TrainConfig(store="store", featureset=report.featureset))
+
+Names load their modules on first use, so ``import vidfeat`` (and ``vidfeat --help``) stays
+instant and imports neither torch, dask nor av.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from vidfeat.lazy import lazy_exports
 from vidfeat.version import __version__
 
-__all__ = ["__version__", "create_backbone", "extract", "open_store", "train"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "open_store":
-        from vidfeat.store import open_store
-
-        return open_store
-    if name == "extract":
-        from vidfeat.pipeline.runner import extract
-
-        return extract
-    if name == "train":
-        from vidfeat.trainer.loop import train
-
-        return train
-    if name == "create_backbone":
-        from vidfeat.models.factory import create_backbone
-
-        return create_backbone
-    raise AttributeError(f"module 'vidfeat' has no attribute {name!r}")
+_ERRORS = [
+    "VidfeatError",
+    "ConfigError",
+    "InputError",
+    "StoreError",
+    "FeatureSetNotFound",
+    "VideoNotFound",
+    "SpecMismatch",
+    "BackboneError",
+    "WeightsUnavailable",
+    "VideoDecodeError",
+    "ExtractError",
+    "TrainError",
+]
+_PUBLIC = {
+    **dict.fromkeys(
+        ["open_store", "Store", "FeatureSet", "FeatureSetSpec", "LoadedFeatures"], "vidfeat.store"
+    ),
+    **dict.fromkeys(["VideoRecord", "FailureRecord"], "vidfeat.store"),
+    **dict.fromkeys(["extract", "ExtractReport"], "vidfeat.pipeline.runner"),
+    **dict.fromkeys(["train", "RunResult"], "vidfeat.trainer.loop"),
+    "create_backbone": "vidfeat.models.factory",
+    **dict.fromkeys(
+        ["ExtractConfig", "SamplingConfig", "BackboneConfig", "TrainConfig"], "vidfeat.config"
+    ),
+    **dict.fromkeys(_ERRORS, "vidfeat.errors"),
+}
+__all__ = ["__version__", *_PUBLIC]
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

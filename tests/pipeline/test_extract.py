@@ -43,6 +43,7 @@ def config(inputs: Path, store: Path, **kw: object) -> ExtractConfig:
     return ExtractConfig(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_extract_resume_and_added_videos(dataset: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     first = extract(config(dataset, store))
@@ -62,6 +63,7 @@ def test_extract_resume_and_added_videos(dataset: Path, tmp_path: Path) -> None:
     assert len(fset.load().video_ids) == 7
 
 
+@pytest.mark.slow
 def test_broken_files_are_recorded_and_good_ones_commit(
     dataset: Path, tmp_path: Path, broken_files: dict[str, tuple[Path, str]]
 ) -> None:
@@ -81,12 +83,14 @@ def test_broken_files_are_recorded_and_good_ones_commit(
     assert retried.videos_skipped == 6 and len(retried.failures) == len(expected)
 
 
+@pytest.mark.slow
 def test_spec_change_under_same_name_is_refused(dataset: Path, tmp_path: Path) -> None:
     extract(config(dataset, tmp_path / "s", name="feats"))
     with pytest.raises(Exception, match=r"(?s)different configuration.*sampling"):
         extract(config(dataset, tmp_path / "s", name="feats", sampling=SamplingConfig(frames=8)))
 
 
+@pytest.mark.slow
 def test_features_match_a_straightforward_reference(tmp_path: Path) -> None:
     """Decode at full size, resize in torch (bicubic, antialias), crop, run the backbone.
     320x320 clips, so the resize to 256 is a real downscale as with real videos."""
@@ -118,6 +122,7 @@ def tiny_extract_args(inputs: Path, store: Path) -> list[str]:
     return ["extract", str(inputs), *store_args]
 
 
+@pytest.mark.slow
 def test_cli_extract_strict_exit_code(dataset: Path, tmp_path: Path) -> None:
     (dataset / "ramp_up" / "bad.mp4").write_bytes(b"garbage" * 10)
     runner = CliRunner()
@@ -138,6 +143,7 @@ def test_cli_extract_strict_exit_code(dataset: Path, tmp_path: Path) -> None:
     assert out.exit_code != 0 and "framez" in str(out.exception)
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_existing_scheduler_and_two_workers(dataset: Path, tmp_path: Path) -> None:
     with dask_cluster(2) as cluster:
@@ -163,6 +169,7 @@ def _malloc_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")}
 
 
+@pytest.mark.slow
 def test_local_workers_start_with_one_malloc_arena(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +187,7 @@ def test_local_workers_start_with_one_malloc_arena(
     assert "MALLOC_ARENA_MAX" not in os.environ
 
 
+@pytest.mark.slow
 def test_real_world_files_store_every_presented_frame(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -216,6 +224,7 @@ def test_real_world_files_store_every_presented_frame(
     assert verify_store(open_store(tmp_path / "store")) == []
 
 
+@pytest.mark.slow
 def test_a_different_file_under_a_stored_id_is_a_conflict_until_update(
     dataset: Path, tmp_path: Path
 ) -> None:
@@ -247,6 +256,7 @@ def test_a_different_file_under_a_stored_id_is_a_conflict_until_update(
     assert verify_store(open_store(store)) == []
 
 
+@pytest.mark.slow
 def test_a_byte_identical_copy_with_new_mtimes_is_not_extracted_again(
     dataset: Path, tmp_path: Path
 ) -> None:
@@ -259,6 +269,7 @@ def test_a_byte_identical_copy_with_new_mtimes_is_not_extracted_again(
     assert again.parts == 0 and again.failures == []
 
 
+@pytest.mark.slow
 def test_strict_counts_failures_of_earlier_runs(dataset: Path, tmp_path: Path) -> None:
     (dataset / "ramp_up" / "bad.mp4").write_bytes(b"garbage" * 10)
     runner = CliRunner()

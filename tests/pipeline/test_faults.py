@@ -19,6 +19,8 @@ from vidfeat.pipeline.sandbox import HANG_ENV
 from vidfeat.store import open_store, verify_store
 from vidfeat.synth import SynthConfig, make_dataset
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real processes
+
 N_VIDEOS = 16
 
 

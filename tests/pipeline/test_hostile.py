@@ -86,6 +86,7 @@ def corpus(
     return folder, good_names, bad
 
 
+@pytest.mark.slow
 def test_hostile_corpus(
     corpus: tuple[Path, set[str], dict[str, str]],
     tmp_path: Path,

@@ -14,6 +14,8 @@ from tests.pipeline.cluster import BIN
 from vidfeat.store import open_store, verify_store
 from vidfeat.synth import SynthConfig, make_dataset
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real processes
+
 
 @pytest.fixture(scope="module")
 def bucket_videos(s3_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> str:

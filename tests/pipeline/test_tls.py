@@ -15,6 +15,8 @@ import pytest
 from tests.pipeline.cluster import BIN, dask_cluster, wait_for_workers
 from vidfeat.store import open_store
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real processes
+
 
 def _throwaway_certs(folder: Path) -> tuple[Path, Path, Path]:
     from cryptography import x509

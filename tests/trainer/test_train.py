@@ -40,6 +40,7 @@ def featureset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(root / "store"), report.featureset
 
 
+@pytest.mark.slow
 def test_lstm_learns_order_and_meanpool_cannot(featureset: tuple[str, str], tmp_path: Path) -> None:
     store, name = featureset
     lstm = train(
@@ -155,6 +156,7 @@ def test_cli_train_sweep_runs(featureset: tuple[str, str], tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.slow
 def test_parallel_sweep_matches_serial_and_loads_once(
     featureset: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -166,6 +166,15 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
 
 
 def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
+    """Extract features of ``cfg.inputs`` into the feature set of ``cfg`` in ``cfg.store``
+    (created on first use, named from the config unless ``cfg.name`` is given).
+
+    Videos already committed with the same fingerprint or bytes are skipped, so a rerun
+    resumes; a video that fails is recorded with its reason and the run goes on. Runs on a
+    LocalCluster of ``cfg.workers`` processes, or on the Dask cluster at ``cfg.scheduler``.
+    ``progress`` shows the progress bar (default: ``cfg.progress``). Raises ``InputError``,
+    ``SpecMismatch``, ``ExtractError`` (all ``VidfeatError``) with one-line messages.
+    """
     show = cfg.progress if progress is None else progress
     start = time.perf_counter()
     videos = discover(cfg.inputs, cfg.label_from)

@@ -147,8 +147,11 @@ def _val_metrics(s: _Setup, cfg: TrainConfig) -> tuple[dict[str, Any], float]:
 
 
 def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
-    """setup → (train_one_epoch → evaluate) per epoch, early stopping on val top-1 → save the
-    best epoch's head."""
+    """Train a head on a feature set: setup → (train_one_epoch → evaluate) per epoch, early
+    stopping on validation top-1 → save the best epoch's head into a new run directory under
+    ``cfg.runs_dir`` (config, metrics, history, checkpoint, plots) and add it to the runs
+    index. ``data``: features already loaded (a sweep loads once); default: read
+    ``cfg.featureset`` from ``cfg.store``. Raises ``TrainError`` / ``ConfigError``."""
     start = time.perf_counter()
     s = setup(cfg, data)
     history: list[dict[str, float]] = []
