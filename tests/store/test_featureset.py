@@ -180,8 +180,7 @@ class StoreContract:
         reader = get_format(self.part_format).open(
             fset.fs.local_copy(f"{fset.prefix}/{commit.path}")
         )
-        if self.part_format == "zarr":  # HDF5 reads through h5py's read_direct
-            assert reader.reads_directly("values")  # type: ignore[attr-defined]
+        assert reader.reads_directly("values")  # type: ignore[attr-defined]
         np.testing.assert_array_equal(
             reader.read_values(1234, 2999), video_values("v0", 3000)[1234:2999]
         )

@@ -93,9 +93,8 @@ def test_parts_streamed_in_many_pieces(
             assert f["values"].chunks == (16, DIM) and f["values"].compression == compression
     np.testing.assert_array_equal(values, loaded.values)
     reader = formats.get_format(part_format).open(part)
-    if part_format == "zarr":  # uncompressed: direct byte reads (HDF5: h5py's read_direct)
-        direct = reader.reads_directly("values")  # type: ignore[attr-defined]
-        assert direct == (compression is None)
+    direct = reader.reads_directly("values")  # type: ignore[attr-defined]
+    assert direct == (compression is None)  # uncompressed: direct byte reads
     reader.close()
 
 
@@ -135,8 +134,9 @@ def test_parts_written_by_vidfeat_0_1_0_still_read(tmp_path: Path, name: str) ->
         np.testing.assert_array_equal(pts, np.arange(n) / 25)
     loaded = fset.load()
     np.testing.assert_array_equal(loaded.values[40:70], video_values("b", 30))
+    part = tmp_path / "store" / "featuresets" / name / fset.commits()[0].path
     if name == "zarr":
-        part = tmp_path / "store" / "featuresets" / name / fset.commits()[0].path
         assert (part / "values" / "c.0.0").is_file()
-        reader = formats.get_format("zarr").open(part)
-        assert reader.reads_directly("values")  # type: ignore[attr-defined]
+    reader = formats.get_format(fset.spec.part_format).open(part)
+    direct = reader.reads_directly("values")  # type: ignore[attr-defined]
+    assert direct == (fset.spec.compression is None)

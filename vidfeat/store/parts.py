@@ -10,14 +10,16 @@ shards from the writer's bounded row buffer, the small arrays at the end. The fa
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidfeat.errors import ConfigError
+from vidfeat.errors import ConfigError, StoreError
 
 CHUNK_BYTES = 1 << 20  # inner chunks of about 1 MiB
 SHARD_CHUNKS = 16  # chunks per shard; also the rows the writer buffers (about 16 MiB)
@@ -32,6 +34,63 @@ def rows_per_chunk(row_bytes: int, n_rows: int) -> int:
 def rows_per_write(dim: int, dtype: np.dtype[Any]) -> int:
     """Rows the writer hands to a sink at once: one shard of full chunks."""
     return SHARD_CHUNKS * rows_per_chunk(dim * dtype.itemsize, 1 << 62)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMap:
+    """Where the rows of an uncompressed array live in its files, for reads straight into the
+    caller's buffer: chunk k holds rows [k*chunk_rows, …) at byte ``offsets[k]`` of
+    ``files[file_of[k]]`` (offset -1: never written, reads as the fill value 0)."""
+
+    chunk_rows: int
+    row_bytes: int
+    dtype: np.dtype[Any]
+    files: tuple[Path, ...]
+    file_of: np.ndarray
+    offsets: np.ndarray
+
+    def read(self, start: int, stop: int, out: np.ndarray) -> None:
+        flat = out.reshape(-1).view(np.uint8)
+        fds: dict[int, int] = {}
+        try:
+            row = start
+            while row < stop:
+                k, within = divmod(row, self.chunk_rows)
+                first = k
+                # Chunks that lie back to back in one shard file become one read.
+                while (
+                    (k + 1) * self.chunk_rows < stop
+                    and k + 1 < len(self.offsets)
+                    and self.offsets[k] >= 0
+                    and self.file_of[k + 1] == self.file_of[k]
+                    and self.offsets[k + 1] == self.offsets[k] + self.chunk_rows * self.row_bytes
+                ):
+                    k += 1
+                take = min(stop, (k + 1) * self.chunk_rows) - row
+                k = first
+                dst = memoryview(flat.data)[
+                    (row - start) * self.row_bytes : (row - start + take) * self.row_bytes
+                ]
+                if self.offsets[k] < 0:
+                    dst[:] = bytes(len(dst))
+                else:
+                    f = int(self.file_of[k])
+                    if f not in fds:
+                        fds[f] = os.open(self.files[f], os.O_RDONLY)
+                    _pread_all(fds[f], dst, int(self.offsets[k]) + within * self.row_bytes)
+                row += take
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+
+
+def _pread_all(fd: int, buf: memoryview, offset: int) -> None:
+    while len(buf):
+        n = os.preadv(fd, [buf], offset)
+        if n <= 0:
+            raise StoreError(f"Unexpected end of file while reading part data (fd {fd}).")
+        buf = buf[n:]
+        offset += n
 
 
 class PartReader(ABC):

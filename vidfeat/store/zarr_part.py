@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vidfeat.errors import StoreError
-from vidfeat.store.parts import PartFormat, PartReader, PartSink, rows_per_chunk, rows_per_write
+from vidfeat.store.parts import (
+    ChunkMap,
+    PartFormat,
+    PartReader,
+    PartSink,
+    rows_per_chunk,
+    rows_per_write,
+)
 
 MISSING = np.uint64(2**64 - 1)  # a shard index entry of a chunk never written: the fill value
 LITTLE_ENDIAN_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
@@ -80,53 +86,7 @@ class _ZarrSink(PartSink):
                 arr[...] = data
 
 
-@dataclass(frozen=True, slots=True)
-class _ChunkMap:
-    """Where the rows of an uncompressed sharded array live: inner chunk k holds rows
-    [k*chunk_rows, …) at byte ``offsets[k]`` of ``files[file_of[k]]`` (offset -1: never
-    written, reads as the fill value 0)."""
-
-    chunk_rows: int
-    row_bytes: int
-    dtype: np.dtype[Any]
-    files: tuple[Path, ...]
-    file_of: np.ndarray
-    offsets: np.ndarray
-
-    def read(self, start: int, stop: int, out: np.ndarray) -> None:
-        flat = out.reshape(-1).view(np.uint8)
-        fds: dict[int, int] = {}
-        try:
-            row = start
-            while row < stop:
-                k, within = divmod(row, self.chunk_rows)
-                take = min(stop, (k + 1) * self.chunk_rows) - row
-                dst = memoryview(flat.data)[
-                    (row - start) * self.row_bytes : (row - start + take) * self.row_bytes
-                ]
-                if self.offsets[k] < 0:
-                    dst[:] = bytes(len(dst))
-                else:
-                    f = int(self.file_of[k])
-                    if f not in fds:
-                        fds[f] = os.open(self.files[f], os.O_RDONLY)
-                    _pread_all(fds[f], dst, int(self.offsets[k]) + within * self.row_bytes)
-                row += take
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-
-
-def _pread_all(fd: int, buf: memoryview, offset: int) -> None:
-    while len(buf):
-        n = os.preadv(fd, [buf], offset)
-        if n <= 0:
-            raise StoreError(f"Unexpected end of file while reading part data (fd {fd}).")
-        buf = buf[n:]
-        offset += n
-
-
-def _chunk_map(array_dir: Path) -> _ChunkMap | None:
+def _chunk_map(array_dir: Path) -> ChunkMap | None:
     """The chunk map of an uncompressed sharded array, or None for anything else."""
     try:
         meta = json.loads((array_dir / "zarr.json").read_text())
@@ -174,7 +134,7 @@ def _chunk_map(array_dir: Path) -> _ChunkMap | None:
         files.append(shard)
         file_of += [len(files) - 1] * len(index)
         offsets += [int(o) if w else -1 for o, w in zip(index[:, 0], written, strict=True)]
-    return _ChunkMap(
+    return ChunkMap(
         chunk_rows,
         row_bytes,
         dtype,
