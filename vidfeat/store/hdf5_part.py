@@ -108,27 +108,8 @@ class _Hdf5Reader(PartReader):
             chunk_rows, row_bytes, dtype, (self.path,), np.zeros(n, np.int64), np.array(offsets)
         )
 
-    def reads_directly(self, name: str) -> bool:
-        """Whether ``name`` is read from the file's bytes rather than through h5py."""
-        return self._direct.get(name) is not None
-
-    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty((stop - start, self.dim), self.dtype)
-        direct = self._direct["values"]
-        if direct is not None and direct.dtype == out.dtype:
-            direct.read(start, stop, out)
-        elif stop > start:
-            self._values.read_direct(out, source_sel=np.s_[start:stop])
-        return out
-
-    def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        direct = self._direct.get(name)
-        if direct is not None and stop is not None:
-            out = np.empty(stop - start, direct.dtype)
-            direct.read(start, stop, out)
-            return out
-        return np.asarray(self.file[name][start:stop])
+    def _array(self, name: str) -> Any:
+        return self.file[name]
 
     def close(self) -> None:
         self.file.close()

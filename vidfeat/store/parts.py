@@ -94,19 +94,41 @@ def _pread_all(fd: int, buf: memoryview, offset: int) -> None:
 
 
 class PartReader(ABC):
-    """Reads rows of a part; subclasses read ``values`` straight into the caller's buffer."""
+    """Reads rows of a part: straight from the files where ``_direct`` knows where they lie
+    (uncompressed ``values`` and ``pts``), through the format's library otherwise."""
 
     n_rows: int
     dim: int
     dtype: np.dtype[Any]
+    _direct: dict[str, ChunkMap | None]
 
     @abstractmethod
+    def _array(self, name: str) -> Any:
+        """The library's array ``name`` (zarr array, h5py dataset), sliceable by rows."""
+
+    def reads_directly(self, name: str) -> bool:
+        """Whether ``name`` is read from the files' bytes rather than through the library."""
+        return self._direct.get(name) is not None
+
     def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows [start, stop) of ``values``, into ``out`` when given."""
+        if out is None:
+            out = np.empty((stop - start, self.dim), self.dtype)
+        direct = self._direct.get("values")
+        if direct is not None and direct.dtype == out.dtype:
+            direct.read(start, stop, out)
+        elif stop > start:
+            out[...] = self._array("values")[start:stop]
+        return out
 
-    @abstractmethod
     def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """pts, frame_index or offsets, entries [start, stop)."""
+        direct = self._direct.get(name)
+        if direct is not None and stop is not None:
+            out = np.empty(stop - start, direct.dtype)
+            direct.read(start, stop, out)
+            return out
+        return np.asarray(self._array(name)[start:stop])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

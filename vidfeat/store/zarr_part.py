@@ -159,27 +159,8 @@ class _ZarrReader(PartReader):
         self.dtype = np.dtype(values.dtype)
         self._direct = {name: _chunk_map(path / name) for name in ("values", "pts")}
 
-    def reads_directly(self, name: str) -> bool:
-        """Whether ``name`` is read from the shards' bytes rather than through zarr-python."""
-        return self._direct.get(name) is not None
-
-    def read_values(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty((stop - start, self.dim), self.dtype)
-        direct = self._direct["values"]
-        if direct is not None and direct.dtype == out.dtype:
-            direct.read(start, stop, out)
-        elif stop > start:
-            out[...] = self.group["values"][start:stop]
-        return out
-
-    def read_1d(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        direct = self._direct.get(name)
-        if direct is not None and stop is not None:
-            out = np.empty(stop - start, direct.dtype)
-            direct.read(start, stop, out)
-            return out
-        return np.asarray(self.group[name][start:stop])
+    def _array(self, name: str) -> Any:
+        return self.group[name]
 
 
 class ZarrFormat(PartFormat):
