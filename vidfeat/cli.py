@@ -128,7 +128,7 @@ def info(
         "spec": fset.spec.to_json(),
     }
     doc |= {k: v for k, v in asdict(s).items() if k != "name"}
-    doc["failures_list"] = [f.to_json() for f in fset.catalog().failures.values()]
+    doc["failures_list"] = [f.to_json() for f in fset.catalog().failures()]
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -148,10 +148,22 @@ def verify(
     store: str = typer.Argument(..., help="Store folder or URL."),
     name: str | None = typer.Argument(None, help="Feature set (default: all)."),
 ) -> None:
-    """Check every commit's part: exists, shapes agree with records, no NaN/inf."""
-    from vidfeat.store import open_store, verify_store
+    """Check every commit's part (exists, shapes agree with records, no NaN/inf) and that the
+    newest catalog snapshot equals a rebuild from the commit records."""
+    from rich.progress import Progress
 
-    problems = verify_store(open_store(store, mode="r"), name)
+    from vidfeat.store import open_store, verify_featureset
+
+    st = open_store(store, mode="r")
+    problems: list[str] = []
+    with Progress(disable=not sys.stderr.isatty(), transient=True) as bar:
+        for fs_name in [name] if name else st.featuresets():
+            task = bar.add_task(f"verify {fs_name}", total=None)
+
+            def advance(done: int, total: int, task: Any = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            problems += verify_featureset(st.get_featureset(fs_name), advance)
     for p in problems:
         typer.echo(p)
     if problems:
@@ -161,12 +173,40 @@ def verify(
 
 
 @app.command()
+def compact(
+    store: str = typer.Argument(..., help="Store folder or URL."),
+    name: str | None = typer.Argument(None, help="Feature set (default: all)."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Build from every commit record, not the newest snapshot."
+    ),
+) -> None:
+    """Write a catalog snapshot (readers then skip the commit records it covers); without a
+    NAME, also upgrades a format 1 store to format 2."""
+    from vidfeat.store import compact_store, open_store
+
+    st = open_store(store, mode="r")
+    before = st.version
+    for fs_name, manifest in compact_store(st, name, rebuild).items():
+        if manifest is None:
+            typer.echo(f"{fs_name}: the newest snapshot already covers every commit")
+        else:
+            s = manifest.stats
+            typer.echo(
+                f"{fs_name}: snapshot {manifest.seq} of {manifest.commits} commits "
+                f"({s.videos} videos, {s.failures} failures, {s.rows} rows)"
+            )
+    if st.version != before:
+        typer.echo(f"upgraded {st.url} from store format {before} to {st.version}")
+
+
+@app.command()
 def gc(
     store: str = typer.Argument(..., help="Store folder or URL."),
     older_than: str = typer.Option("24h", help="Only remove leftovers older than this."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed."),
 ) -> None:
-    """Remove uncommitted part attempts (left by crashed or losing writers)."""
+    """Remove uncommitted part attempts (left by crashed or losing writers), and catalog
+    snapshots replaced by a newer one for longer than --older-than."""
     from vidfeat.store import gc_store, open_store
     from vidfeat.store.maintenance import parse_age
 
@@ -341,6 +381,8 @@ def extract(
     )
     if rep.videos_same_content:
         typer.echo(f"  {rep.videos_same_content} changed files have the stored bytes: kept")
+    if rep.snapshot_note:
+        typer.echo(f"  note: {rep.snapshot_note}", err=True)
     for f in rep.failures[:20]:
         typer.echo(f"  failed {f.video_id}: {f.kind}: {f.message}", err=True)
     if len(rep.failures) > 20:

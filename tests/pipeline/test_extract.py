@@ -76,7 +76,7 @@ def test_broken_files_are_recorded_and_good_ones_commit(
     expected = {p.name: k for p, k in broken_files.values() if p.exists()}
     assert kinds == expected
     fset = open_store(tmp_path / "store").get_featureset(report.featureset)
-    assert len(fset.catalog().failures) == len(expected)
+    assert len(fset.catalog().failures()) == len(expected)
     # failures are skipped on rerun, retried on request
     assert extract(config(dataset, tmp_path / "store")).parts == 0
     retried = extract(config(dataset, tmp_path / "store", retry_failed=True))
@@ -102,9 +102,9 @@ def test_features_match_a_straightforward_reference(tmp_path: Path) -> None:
     backbone = create_backbone("efficientnet_lite0", device="cpu")
     for vid in fset.video_ids()[:2]:
         values, _ = fset.read(vid)
-        record = fset.catalog().videos[vid].record
-        rows = fset._readers.get(fset.catalog().videos[vid].part_path)
-        e = fset.catalog().videos[vid]
+        record = fset.catalog().get(vid).record
+        rows = fset._readers.get(fset.catalog().get(vid).part_path)
+        e = fset.catalog().get(vid)
         frame_index = rows.read_1d("frame_index", e.row_start, e.row_stop)
         with av.open(record.uri) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -209,18 +209,18 @@ def test_real_world_files_store_every_presented_frame(
     catalog = fset.catalog()
     for name in chosen:
         presented = sequential(files[name])
-        record = catalog.videos[name].record
+        record = catalog.get(name).record
         _, pts = fset.read(name)
         assert record.n_rows == len(presented), name
         if presented[0][0] is not None and name != "h264_bframes.avi":
             np.testing.assert_allclose(pts, [t for t, _ in presented], atol=1e-9)
     assert (
-        catalog.videos["h264_sar.mp4"].record.width,
-        catalog.videos["h264_sar.mp4"].record.height,
+        catalog.get("h264_sar.mp4").record.width,
+        catalog.get("h264_sar.mp4").record.height,
     ) == (114, 64)
-    rotated = catalog.videos["h264_rotated.mp4"].record
+    rotated = catalog.get("h264_rotated.mp4").record
     assert (rotated.width, rotated.height) == (64, 96)
-    assert catalog.videos["h264_cut.mp4"].record.duration_s == pytest.approx(27 / 25)
+    assert catalog.get("h264_cut.mp4").record.duration_s == pytest.approx(27 / 25)
     assert verify_store(open_store(tmp_path / "store")) == []
 
 
@@ -252,7 +252,7 @@ def test_a_different_file_under_a_stored_id_is_a_conflict_until_update(
     new = after.read("ramp_up/ramp_up_0000.mp4")[0]
     assert not np.array_equal(new, before)
     assert after.video_ids().count("ramp_up/ramp_up_0000.mp4") == 1
-    assert after.catalog().videos["ramp_up/ramp_up_0000.mp4"].record.uri.startswith(str(other))
+    assert after.catalog().get("ramp_up/ramp_up_0000.mp4").record.uri.startswith(str(other))
     assert verify_store(open_store(store)) == []
 
 

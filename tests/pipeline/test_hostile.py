@@ -111,5 +111,5 @@ def test_hostile_corpus(
         values, _ = fset.read(vid)
         assert len(values) >= 1 and np.isfinite(values.astype(np.float32)).all()
     assert len(fset.read("single_frame.mp4")[0]) == 1  # shorter than asked: what it has
-    record = fset.catalog().videos["claims_11_days.mkv"].record
+    record = fset.catalog().get("claims_11_days.mkv").record
     assert record.duration_s < 1.0  # from the frames, not the header's claim

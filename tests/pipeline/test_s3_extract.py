@@ -68,5 +68,5 @@ def test_two_jobs_into_one_bucket(s3_bucket: str, bucket_videos: str) -> None:
     ids = c.load().video_ids
     assert len(ids) == len(set(ids)) == 8  # readers see each video exactly once
     assert all(
-        uri.startswith("s3://") for uri in (e.record.uri for e in c.catalog().videos.values())
+        uri.startswith("s3://") for uri in (c.catalog().get(v).record.uri for v in c.video_ids())
     )

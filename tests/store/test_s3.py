@@ -4,6 +4,8 @@ on a folder, commits created with If-None-Match, and no listing cache hiding fre
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from vidfeat.store import gc_store, open_store, verify_store
 from vidfeat.store.fs import FsspecFS
 
 from .helpers import make_spec, video_values, write_part
+from .test_catalog import commit
 from .test_concurrency import _run_all
 
 
@@ -72,3 +75,39 @@ def test_gc_removes_uncommitted_uploads(s3_bucket: str) -> None:
 def test_unsupported_scheme_is_refused() -> None:
     with pytest.raises(StoreError, match="atomic create-only write"):
         open_store("gcs://bucket/store")
+
+
+def test_a_catalog_read_after_a_snapshot_takes_a_few_requests(
+    s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    monkeypatch.setenv("VIDFEAT_CACHE", str(tmp_path))  # nothing downloaded before
+    url = fresh(s3_bucket)
+    fset = open_store(url).create_featureset("fs", make_spec())
+    for i in range(30):
+        commit(fset, f"p{i:02d}", [(f"clips/{i:02d}-{k}.mp4", 1, 1, 2) for k in range(5)])
+    assert fset.compact() is not None
+    for i in range(30, 33):  # newer than the snapshot
+        commit(fset, f"p{i:02d}", [(f"clips/{i:02d}-0.mp4", 1, 1, 2)])
+    calls: list[str] = []
+    real = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: Any, method: str, *args: Any, **kw: Any) -> Any:
+        calls.append(method)
+        return await real(self, method, *args, **kw)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    reader = open_store(url, mode="r").get_featureset("fs")
+    before = len(calls)
+    cat = reader.catalog()
+    assert cat.stats().videos == 153 and len(cat.newer) == 3
+    assert reader.catalog().get("clips/07-3.mp4") is not None
+    used = calls[before:]
+    assert len(used) <= 10 + 3, used
+    assert "head_object" not in used, used
+    # Without the snapshot: one GET per commit record, fetched together, still no HEAD.
+    cold = open_store(url, mode="r").get_featureset("fs")
+    calls.clear()
+    assert len(cold.commits()) == 33
+    assert calls.count("get_object") == 33 and "head_object" not in calls, calls

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from vidfeat.hashing import file_sha256
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.store import Catalog, FailureRecord
@@ -24,38 +26,59 @@ class Plan:
     skipped: int = 0
     same_content: int = 0  # skipped after hashing: new fingerprint, same bytes
     conflicts: list[FailureRecord] = field(default_factory=list)  # as report failures
+    failed_before: set[str] = field(default_factory=set)  # inputs whose record is a failure
 
 
 def plan_videos(
     videos: list[VideoInput], catalog: Catalog, retry_failed: bool, update: bool
 ) -> Plan:
-    plan = Plan()
-    for v in videos:
-        stored = catalog.videos.get(v.video_id)
-        failed = catalog.failures.get(v.video_id)
-        if stored is not None and stored.record.fingerprint == v.fingerprint:
-            relabelled = _relabelled(v, stored.record.label, stored.record.split)
-            if relabelled and update:
-                plan.pending.append(v)
-                continue
-            plan.skipped += 1
-            if relabelled:
-                plan.conflicts.append(_conflict(v, relabelled))
-        elif stored is None and failed is not None and failed.fingerprint == v.fingerprint:
-            plan.skipped += 0 if retry_failed else 1
-            if retry_failed:
-                plan.pending.append(v)
-        elif stored is None or update:
-            plan.pending.append(v)
-        elif _same_bytes(v, stored.record.sha256):
+    """One vectorized pass over the inputs; only inputs that need a closer look (a changed
+    fingerprint, another label) get one, one at a time."""
+    cmp = catalog.compare(
+        [v.video_id for v in videos],
+        [v.fingerprint for v in videos],
+        [v.label for v in videos],
+        [v.split for v in videos],
+    )
+    same = cmp.same_fingerprint
+    failed = cmp.found & ~cmp.stored
+    unchanged, changed = cmp.stored & same, cmp.stored & ~same
+    pending = ~cmp.found | (failed & ~same)  # new, or a failed file that has changed since
+    skipped = unchanged.copy()
+    if retry_failed:
+        pending |= failed & same
+    else:
+        skipped |= failed & same
+    if update:
+        pending |= changed | (unchanged & cmp.relabelled)
+        skipped &= ~cmp.relabelled
+    plan = Plan(skipped=int(skipped.sum()))
+    plan.failed_before = {videos[i].video_id for i in np.flatnonzero(failed)}
+    if update:
+        return _with_pending(plan, videos, pending)
+    for i in np.flatnonzero(unchanged & cmp.relabelled):
+        v = videos[i]
+        entry = catalog.get(v.video_id)
+        assert entry is not None
+        plan.conflicts.append(_conflict(v, _relabelled(v, entry.record.label, entry.record.split)))
+    for i in np.flatnonzero(changed):
+        v = videos[i]
+        entry = catalog.get(v.video_id)
+        assert entry is not None
+        if _same_bytes(v, entry.record.sha256):
             plan.skipped += 1
             plan.same_content += 1
         else:
             what = (
                 f"{v.path} differs from the video stored under this id (from "
-                f"{stored.record.uri}, sha256 {stored.record.sha256[:12]}…)"
+                f"{entry.record.uri}, sha256 {entry.record.sha256[:12]}…)"
             )
             plan.conflicts.append(_conflict(v, what))
+    return _with_pending(plan, videos, pending)
+
+
+def _with_pending(plan: Plan, videos: list[VideoInput], pending: np.ndarray) -> Plan:
+    plan.pending = [videos[i] for i in np.flatnonzero(pending)]
     return plan
 
 

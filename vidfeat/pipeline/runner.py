@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidfeat.config import ExtractConfig
-from vidfeat.errors import ExtractError
+from vidfeat.errors import ExtractError, StoreError
 from vidfeat.pipeline.discovery import VideoInput, discover
 from vidfeat.pipeline.engine import PartSummary, PartTask, run_part
 from vidfeat.pipeline.resume import plan_videos
@@ -44,6 +44,8 @@ class ExtractReport:
     seeks: int = 0  # seeks and reopens of the decoders (each late landing costs one more)
     frames_sampled: int = 0  # rows asked of the decoders
     dashboard: str | None = None
+    snapshot: int | None = None  # the catalog snapshot written at the end (its number)
+    snapshot_note: str = ""  # why none was written, when none was
 
     def add(self, part: PartSummary) -> None:
         """Count one committed part in."""
@@ -119,6 +121,7 @@ def plan_parts(
 
 
 PARTS_PER_WORKER = 1
+SNAPSHOT_EVERY = 1000  # commits: long runs also write catalog snapshots on the way
 _NANNY_ENV_UNSET = (
     "MALLOC_TRIM_THRESHOLD_",
     "OMP_NUM_THREADS",
@@ -195,8 +198,7 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
             )
         name = cfg.name or spec.default_name()
         fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
-        catalog = fset.catalog()
-        plan = plan_videos(videos, catalog, cfg.retry_failed, cfg.update)
+        plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
         report = ExtractReport(name, store.url, len(videos), plan.skipped)
         report.videos_same_content = plan.same_content
         report.failures += plan.conflicts
@@ -205,17 +207,37 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         parts = plan_parts(plan.pending, n_workers, cfg.videos_per_part)
         report.parts = len(parts)
         if parts:
-            _run(client, cfg, fset, parts, report, show, torch_threads)
+            _run(client, cfg, fset, parts, report, show, torch_threads, store.version >= 2)
+        _snapshot(store.version, fset, report)
     report.wall_s = time.perf_counter() - start
     # --strict is about the inputs: failures recorded by earlier runs count too. Inputs this
     # run extracted are judged by this run alone (a retried video may have succeeded).
     extracted = {v.video_id for v in plan.pending}
-    earlier = {v.video_id for v in videos if v.video_id in catalog.failures}
+    earlier = plan.failed_before
     report.failed_inputs = sorted({f.video_id for f in report.failures} | earlier - extracted)
     if cfg.report:
         with open(cfg.report, "w") as f:
             json.dump(report.to_json(), f, indent=2)
     return report
+
+
+def _snapshot(store_version: int, fset: FeatureSet, report: ExtractReport) -> None:
+    """A catalog snapshot of everything committed so far, so that the next reader does not
+    read every commit record. The commits are safe whatever happens here: a failure is noted
+    in the report, not raised."""
+    if store_version < 2:
+        report.snapshot_note = (
+            f"the store is format {store_version}: no catalog snapshot written; run "
+            "`vidfeat compact STORE` once to upgrade it"
+        )
+        return
+    try:
+        manifest = fset.compact()
+    except (StoreError, OSError) as e:
+        report.snapshot_note = f"catalog snapshot not written: {e}"
+        return
+    newest = fset.catalog().snapshot
+    report.snapshot = manifest.seq if manifest else newest.manifest.seq if newest else None
 
 
 @contextmanager
@@ -285,6 +307,7 @@ def _run(
     report: ExtractReport,
     show: bool,
     torch_threads: int | None,
+    snapshots: bool,
 ) -> None:
     """Run the part tasks, at most ``window`` in flight, counting each summary in as it
     comes; Ctrl-C cancels what is in flight (committed parts stay)."""
@@ -299,7 +322,7 @@ def _run(
     slots = sum(w.get("nthreads", 1) for w in workers.values())
     window = cfg.max_in_flight or max(2, slots + len(workers))
     bar = _progress_bar(console, show)
-    frames = 0
+    frames = parts_done = 0
     t0 = time.perf_counter()
     with bar:
         if show and report.dashboard:
@@ -326,6 +349,10 @@ def _run(
             nxt = next(queue_, None)
             if nxt is not None:
                 submit(nxt)
+            nonlocal parts_done
+            parts_done += 1
+            if snapshots and parts_done % SNAPSHOT_EVERY == 0:
+                _snapshot(2, fset, report)
 
         for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
             submit(task)

@@ -1,8 +1,14 @@
-"""The feature store (format v1, see docs/store-format.md). Never imports torch or dask."""
+"""The feature store (format 2, see docs/store-format.md). Never imports torch or dask."""
 
-from vidfeat.store.catalog import Catalog, Done, VideoEntry
-from vidfeat.store.featureset import FeatureSet, LoadedFeatures
-from vidfeat.store.maintenance import gc_store, summarize, verify_featureset, verify_store
+from vidfeat.store.catalog import Catalog, Done, Stats, VideoEntry
+from vidfeat.store.featureset import FeatureSet, LazyFeatures, LoadedFeatures
+from vidfeat.store.maintenance import (
+    compact_store,
+    gc_store,
+    summarize,
+    verify_featureset,
+    verify_store,
+)
 from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
 from vidfeat.store.spec import FeatureSetSpec, check_name
 from vidfeat.store.store import Store, open_store
@@ -16,12 +22,15 @@ __all__ = [
     "FailureRecord",
     "FeatureSet",
     "FeatureSetSpec",
+    "LazyFeatures",
     "LoadedFeatures",
     "PartWriter",
+    "Stats",
     "Store",
     "VideoEntry",
     "VideoRecord",
     "check_name",
+    "compact_store",
     "gc_store",
     "open_store",
     "summarize",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -11,13 +12,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidfeat.errors import StoreError, VideoNotFound
-from vidfeat.store.catalog import Catalog, Done, VideoEntry, build_catalog, done_from
+from vidfeat.store.arrow import from_numpy, strings, to_numpy
+from vidfeat.store.catalog import (
+    VIDEO_SCHEMA,
+    Catalog,
+    Done,
+    candidates,
+    stats_of,
+    winners,
+)
 from vidfeat.store.formats import get_format
 from vidfeat.store.fs import StagedCreate, StoreFS
 from vidfeat.store.parts import PartReader
 from vidfeat.store.records import CommitRecord
+from vidfeat.store.snapshot import (
+    Manifest,
+    Snapshot,
+    manifest_seqs,
+    parts_table,
+    read_manifest,
+    write_snapshot,
+)
 from vidfeat.store.spec import FeatureSetSpec
 from vidfeat.store.writer import PartWriter, stage_commit
 
@@ -35,6 +54,54 @@ class LoadedFeatures:
     labels: list[str | None]
     splits: list[str | None]
     pts: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class LazyFeatures:
+    """``to_dask()``: video i owns values[offsets[i]:offsets[i+1]], a dask array."""
+
+    values: Any
+    offsets: np.ndarray
+    video_ids: list[str]
+    labels: list[str | None]
+    splits: list[str | None]
+
+
+def _runs_by_part(
+    part_paths: pa.ChunkedArray, start: np.ndarray, stop: np.ndarray, dst: np.ndarray
+) -> dict[str, list[tuple[int, int, int]]]:
+    """Rows to read, grouped by part: (start, stop, output row) runs, sorted within a part and
+    merged where videos lie back to back both in the part and in the output."""
+    if len(start) == 0:
+        return {}
+    encoded = pc.dictionary_encode(part_paths).combine_chunks()
+    part = to_numpy(encoded.indices)
+    order = np.lexsort((start, part))
+    p, s, e, d = part[order], start[order], stop[order], dst[order]
+    new_run = np.ones(len(p), bool)
+    new_run[1:] = (p[1:] != p[:-1]) | (s[1:] != e[:-1]) | (d[1:] != d[:-1] + e[:-1] - s[:-1])
+    first = np.flatnonzero(new_run)
+    last = np.r_[first[1:] - 1, len(p) - 1]
+    names = encoded.dictionary.to_pylist()
+    runs: dict[str, list[tuple[int, int, int]]] = {}
+    for i, j in zip(first.tolist(), last.tolist(), strict=True):
+        runs.setdefault(names[p[i]], []).append((int(s[i]), int(e[j]), int(d[i])))
+    return runs
+
+
+def _parse_commit(rel: str, name: str, data: bytes) -> CommitRecord:
+    try:
+        record = CommitRecord.from_json(json.loads(data))
+    except (ValueError, StoreError) as e:
+        raise StoreError(
+            f"Commit record {rel} is unreadable: {e}. Run `vidfeat verify` on the store."
+        ) from None
+    if name != f"{record.part_id}.json":
+        raise StoreError(
+            f"Commit record {rel} names part {record.part_id!r}; the file name must be "
+            f"{record.part_id}.json. Run `vidfeat verify` on the store."
+        )
+    return record
 
 
 class _ReaderCache:
@@ -79,6 +146,8 @@ class FeatureSet:
         self.meta = meta
         self.prefix = f"featuresets/{name}"
         self._catalog: Catalog | None = None
+        self._snapshot: Snapshot | None = None
+        self._records: dict[str, CommitRecord] = {}  # commit file name → parsed record
         self._readers = _ReaderCache(fs, self.prefix, spec.part_format)
 
     def __repr__(self) -> str:
@@ -97,135 +166,205 @@ class FeatureSet:
         self._catalog = None
 
     # ------------------------------------------------------------------ catalog
-    def commits(self) -> list[CommitRecord]:
+    def _commit_names(self) -> list[str]:
+        names = self.fs.listdir(f"{self.prefix}/commits")
+        return [n for n in names if n.endswith(".json") and not n.startswith(".")]
+
+    def _read_commits(self, names: list[str], cache: bool) -> list[CommitRecord]:
+        """The records ``names`` (under commits/), fetched concurrently; records are
+        immutable, so ones read before are not fetched again."""
+        missing = [n for n in names if n not in self._records]
+        rels = [f"{self.prefix}/commits/{n}" for n in missing]
+        fetched = dict(zip(missing, self.fs.read_many(rels), strict=True))
         out = []
-        for name in self.fs.listdir(f"{self.prefix}/commits"):
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            rel = f"{self.prefix}/commits/{name}"
-            try:
-                record = CommitRecord.from_json(json.loads(self.fs.read_bytes(rel)))
-            except (ValueError, StoreError) as e:
-                raise StoreError(
-                    f"Commit record {rel} is unreadable: {e}. Run `vidfeat verify` on the store."
-                ) from None
-            if name != f"{record.part_id}.json":
-                raise StoreError(
-                    f"Commit record {rel} names part {record.part_id!r}; the file name must be "
-                    f"{record.part_id}.json. Run `vidfeat verify` on the store."
-                )
+        for name in names:
+            record = self._records.get(name)
+            if record is None:
+                record = _parse_commit(f"{self.prefix}/commits/{name}", name, fetched[name])
             out.append(record)
+        if cache:
+            self._records = dict(zip(names, out, strict=True))
         return out
 
+    def commits(self) -> list[CommitRecord]:
+        """Every commit record: the source of truth (verify and tests rebuild from them)."""
+        return self._read_commits(self._commit_names(), cache=False)
+
     def catalog(self, refresh: bool = False) -> Catalog:
+        """The newest snapshot plus the commits it does not cover (cached until ``refresh``)."""
         if self._catalog is None or refresh:
-            self._catalog = build_catalog(self.commits())
+            self._catalog = self._load_catalog()
         return self._catalog
 
+    def _load_catalog(self) -> Catalog:
+        # Snapshots are listed before commits: a commit that lands in between is read as newer,
+        # and a snapshot that lands in between is ignored. Either way nothing is missed.
+        for _ in range(3):
+            seqs = manifest_seqs(self.fs, self.prefix)
+            try:
+                snapshot = self._open_snapshot(seqs[-1]) if seqs else None
+            except FileNotFoundError:  # gc removed it after a newer one appeared: look again
+                continue
+            covered = snapshot.covered if snapshot is not None else frozenset()
+            names = [n for n in self._commit_names() if n[: -len(".json")] not in covered]
+            return Catalog(snapshot, self._read_commits(names, cache=True))
+        raise StoreError(
+            f"The snapshots of {self.fs.url}/{self.prefix} kept disappearing while being read; "
+            "is a `vidfeat gc --older-than 0` running? Try again."
+        )
+
+    def _open_snapshot(self, seq: int) -> Snapshot:
+        if self._snapshot is None or self._snapshot.manifest.seq != seq:
+            manifest = read_manifest(self.fs, self.prefix, seq)
+            self._snapshot = Snapshot(self.fs, self.prefix, manifest)
+        return self._snapshot
+
+    def compact(self, rebuild: bool = False) -> Manifest | None:
+        """Write a snapshot of every commit made so far. None if the newest snapshot already
+        covers them all, or if another process published a snapshot first (it is just as
+        valid: what it does not cover, readers take from the commits). ``rebuild`` reads
+        every commit record instead of the newest snapshot (one that is damaged)."""
+        seqs = manifest_seqs(self.fs, self.prefix)
+        if rebuild:
+            snapshot, records = None, self.commits()
+        else:
+            cat = self.catalog(refresh=True)
+            if cat.snapshot is not None and not cat.newer:
+                return None
+            snapshot, records = cat.snapshot, list(cat.newer)
+        newer = [self._with_part_bytes(c) for c in records]
+        if snapshot is None:
+            base, parts = VIDEO_SCHEMA.empty_table(), parts_table(newer)
+        else:
+            base = snapshot.read_all()
+            parts = pa.concat_tables([snapshot.parts, parts_table(newer)])
+        seq = (snapshot.manifest.seq if snapshot is not None else max(seqs, default=0)) + 1
+        videos = winners(pa.concat_tables([base, candidates(newer)]))
+        manifest = write_snapshot(self.fs, self.prefix, seq, videos, parts, stats_of(videos))
+        self._catalog = None
+        return manifest
+
+    def _with_part_bytes(self, c: CommitRecord) -> CommitRecord:
+        """Records written before format 2 do not carry their part's size: measure it."""
+        if c.part_bytes >= 0:
+            return c
+        try:
+            size = self.fs.disk_usage(f"{self.prefix}/{c.path}")
+        except FileNotFoundError:
+            size = 0
+        return dataclasses.replace(c, part_bytes=size)
+
+    def part_bytes(self) -> int:
+        """Bytes of every committed part's files (from the records, not a walk of the data)."""
+        cat = self.catalog()
+        total = cat.snapshot.manifest.part_bytes if cat.snapshot is not None else 0
+        return total + sum(self._with_part_bytes(c).part_bytes for c in cat.newer)
+
     def done(self) -> Done:
-        return done_from(self.catalog(refresh=True))
+        return Done(self.catalog(refresh=True).table())
 
     def video_ids(self) -> list[str]:
-        return list(self.catalog(refresh=True).videos)
+        return self.catalog(refresh=True).video_ids()
 
     # ------------------------------------------------------------------ reading
-    def _entry(self, video_id: str) -> VideoEntry:
-        entry = self.catalog().videos.get(video_id)
-        if entry is None:  # committed since the catalog was cached?
-            entry = self.catalog(refresh=True).videos.get(video_id)
-        if entry is not None:
-            return entry
-        failure = self.catalog().failures.get(video_id)
+    def _not_found(self, video_id: str) -> VideoNotFound:
+        failure = self.catalog().failure(video_id)
         why = f" It failed: {failure.kind}: {failure.message}" if failure else ""
-        raise VideoNotFound(f"No committed video {video_id!r} in feature set {self.name!r}.{why}")
+        return VideoNotFound(f"No committed video {video_id!r} in feature set {self.name!r}.{why}")
 
     def read(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(values (T, D), pts (T,)) of one video."""
-        e = self._entry(video_id)
-        reader = self._readers.get(e.part_path)
-        values = reader.read_values(e.row_start, e.row_stop)
-        pts = reader.read_1d("pts", e.row_start, e.row_stop)
-        return values, pts
+        where = self.catalog().rows_of(video_id)
+        if where is None:  # committed since the catalog was cached?
+            where = self.catalog(refresh=True).rows_of(video_id)
+        if where is None:
+            raise self._not_found(video_id)
+        part_path, start, stop = where
+        reader = self._readers.get(part_path)
+        return reader.read_values(start, stop), reader.read_1d("pts", start, stop)
+
+    def _stored(self, video_ids: Sequence[str] | None) -> pa.Table:
+        """CORE columns of the chosen stored videos, in the order asked (default: by id)."""
+        table = self.catalog(refresh=True).table()  # bulk reads see every commit so far
+        table = table.filter(table["ok"])
+        if video_ids is None:
+            return table
+        at = pc.index_in(strings(list(video_ids)), value_set=table["video_id"])
+        if at.null_count:
+            raise self._not_found(video_ids[int(np.flatnonzero(to_numpy(at.is_null()))[0])])
+        return table.take(at)
 
     def load(
         self, video_ids: Sequence[str] | None = None, threads: int = 8, with_pts: bool = True
     ) -> LoadedFeatures:
         """The trainer's bulk path: every chosen video's rows in one contiguous array, read in
         parallel over parts, straight into the output buffer."""
-        cat = self.catalog(refresh=True)  # bulk reads see every commit made so far
-        ids = list(cat.videos) if video_ids is None else list(video_ids)
-        entries = [self._entry(v) for v in ids]
-        counts = np.array([e.row_stop - e.row_start for e in entries], np.int64)
-        offsets = np.zeros(len(entries) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
+        chosen = self._stored(video_ids)
+        start, stop = to_numpy(chosen["row_start"]), to_numpy(chosen["row_stop"])
+        offsets = np.zeros(len(start) + 1, np.int64)
+        np.cumsum(stop - start, out=offsets[1:])
         values = np.empty((int(offsets[-1]), self.spec.feature_dim), self.spec.dtype)
         pts = np.empty(int(offsets[-1]), np.float64)
-
-        # Group by part; merge videos that are adjacent both in the part and in the output.
-        by_part: dict[str, list[tuple[int, int, int]]] = {}
-        for i, e in enumerate(entries):
-            runs = by_part.setdefault(e.part_path, [])
-            if (
-                runs
-                and runs[-1][1] == e.row_start
-                and runs[-1][2] + (runs[-1][1] - runs[-1][0]) == int(offsets[i])
-            ):
-                runs[-1] = (runs[-1][0], e.row_stop, runs[-1][2])
-            else:
-                runs.append((e.row_start, e.row_stop, int(offsets[i])))
 
         def read_part(item: tuple[str, list[tuple[int, int, int]]]) -> None:
             part_path, runs = item
             reader = self._readers.get(part_path)
-            for start, stop, dst in runs:
-                reader.read_values(start, stop, values[dst : dst + stop - start])
+            for lo, hi, dst in runs:
+                reader.read_values(lo, hi, values[dst : dst + hi - lo])
                 if with_pts:
-                    pts[dst : dst + stop - start] = reader.read_1d("pts", start, stop)
+                    pts[dst : dst + hi - lo] = reader.read_1d("pts", lo, hi)
 
+        by_part = _runs_by_part(chosen["part_path"], start, stop, offsets[:-1])
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             list(pool.map(read_part, by_part.items()))
         return LoadedFeatures(
             values,
             offsets,
-            ids,
-            [e.record.label for e in entries],
-            [e.record.split for e in entries],
+            chosen["video_id"].to_pylist(),
+            chosen["label"].to_pylist(),
+            chosen["split"].to_pylist(),
             pts,
         )
 
-    def to_dask(self) -> Any:
-        """A lazy dask array over the rows of every committed video, in catalog order.
-        Pair it with ``catalog()`` for offsets. One block per run of consecutive rows of a
-        part, split at TO_DASK_BLOCK_BYTES (a block per video gave a graph with a task per
-        video). dask is imported here, not by the store."""
+    def to_dask(self) -> LazyFeatures:
+        """Every stored video's rows as a lazy dask array, in storage order (part by part, so
+        a block holds consecutive rows of one part whatever the video ids), with the ids,
+        labels and offsets in that order. Blocks are split at TO_DASK_BLOCK_BYTES. dask is
+        imported here, not by the store."""
         import dask
         import dask.array as da
 
+        table = self._stored(None)
+        parts = pc.dictionary_encode(table["part_path"]).combine_chunks()
+        order = np.lexsort((to_numpy(table["row_start"]), to_numpy(parts.indices)))
+        table = table.take(from_numpy(order))
+        start, stop = to_numpy(table["row_start"]), to_numpy(table["row_stop"])
+        offsets = np.zeros(len(start) + 1, np.int64)
+        np.cumsum(stop - start, out=offsets[1:])
         dim, dtype = self.spec.feature_dim, np.dtype(self.spec.dtype)
         max_rows = max(1, TO_DASK_BLOCK_BYTES // (dim * dtype.itemsize))
-        runs: list[list[Any]] = []  # [part path, start, stop]
-        for e in self.catalog().videos.values():
-            last = runs[-1] if runs else None
-            if last is not None and last[0] == e.part_path and last[2] == e.row_start:
-                last[2] = e.row_stop
-            else:
-                runs.append([e.part_path, e.row_start, e.row_stop])
-        if not runs:
-            return da.zeros((0, dim), dtype=dtype)
 
-        def block(part_path: str, start: int, stop: int) -> np.ndarray:
-            return self._readers.get(part_path).read_values(start, stop)
+        def block(part_path: str, lo: int, hi: int) -> np.ndarray:
+            return self._readers.get(part_path).read_values(lo, hi)
 
         pieces = [
             da.from_delayed(
-                dask.delayed(block)(path, lo, min(lo + max_rows, stop)),
-                shape=(min(lo + max_rows, stop) - lo, dim),
+                dask.delayed(block)(path, a, min(a + max_rows, hi)),
+                shape=(min(a + max_rows, hi) - a, dim),
                 dtype=dtype,
             )
-            for path, start, stop in runs
-            for lo in range(start, stop, max_rows)
+            for path, runs in _runs_by_part(table["part_path"], start, stop, offsets[:-1]).items()
+            for lo, hi, _ in runs
+            for a in range(lo, hi, max_rows)
         ]
-        return da.concatenate(pieces, axis=0)
+        values = da.concatenate(pieces, axis=0) if pieces else da.zeros((0, dim), dtype=dtype)
+        return LazyFeatures(
+            values,
+            offsets,
+            table["video_id"].to_pylist(),
+            table["label"].to_pylist(),
+            table["split"].to_pylist(),
+        )
 
     def close(self) -> None:
         self._readers.close()

@@ -30,6 +30,18 @@ from vidfeat.errors import StoreError
 from vidfeat.uris import is_remote, scheme, without_scheme
 
 
+def local_size(path: Path) -> int:
+    """Bytes of a local file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # removed while we walk
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 def write_all(fd: int, data: bytes) -> None:
     """os.write until every byte of ``data`` is written."""
     view = memoryview(data)
@@ -44,6 +56,14 @@ class StoreFS(ABC):
 
     @abstractmethod
     def read_bytes(self, rel: str) -> bytes: ...
+
+    def read_many(self, rels: list[str]) -> list[bytes]:
+        """The bytes of every file in ``rels``, in order (FileNotFoundError if one is gone)."""
+        return [self.read_bytes(rel) for rel in rels]
+
+    @abstractmethod
+    def replace(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` whole, replacing what is there; readers see the old or the new bytes."""
 
     @abstractmethod
     def create_exclusive(self, rel: str, data: bytes) -> bool:
@@ -113,6 +133,15 @@ class LocalFS(StoreFS):
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         return self.stage_exclusive(rel, data).publish()
 
+    def replace(self, rel: str, data: bytes) -> None:
+        final = self._p(rel)
+        tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def stage_exclusive(self, rel: str, data: bytes) -> StagedCreate:
         final = self._p(rel)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
@@ -164,15 +193,7 @@ class LocalFS(StoreFS):
         return time.time() - self._p(rel).stat().st_mtime
 
     def disk_usage(self, rel: str) -> int:
-        p = self._p(rel)
-        if p.is_file():
-            return p.stat().st_size
-        total = 0
-        for dirpath, _, files in os.walk(p):
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):  # removed while we walk
-                    total += os.stat(os.path.join(dirpath, name)).st_size
-        return total
+        return local_size(self._p(rel))
 
 
 class StagedCreate:
@@ -190,6 +211,7 @@ class StagedCreate:
 
 
 OBJECT_STORE_SCHEMES = ("s3",)  # those with an atomic create-only PUT that vidfeat uses
+SINGLE_OBJECT_SUFFIXES = (".h5", ".parquet")  # stored as one object, not a folder of them
 
 
 class FsspecFS(StoreFS):
@@ -220,9 +242,27 @@ class FsspecFS(StoreFS):
     def _p(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
+    # max_concurrency=1: one GET, not a HEAD for the size and then ranged GETs.
     def read_bytes(self, rel: str) -> bytes:
-        data: bytes = self.fs.cat_file(self._p(rel))
+        data: bytes = self.fs.cat_file(self._p(rel), max_concurrency=1)
         return data
+
+    def read_many(self, rels: list[str]) -> list[bytes]:
+        """Concurrent GETs (fsspec's batched ``cat``), one request per object."""
+        if not rels:
+            return []
+        paths = [self._p(rel) for rel in rels]
+        found = self.fs.cat(paths, max_concurrency=1, on_error="return")
+        out = []
+        for path in paths:
+            data = found.get(path, FileNotFoundError(path))
+            if isinstance(data, BaseException):
+                raise data
+            out.append(data)
+        return out
+
+    def replace(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(self._p(rel), data)
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         try:
@@ -279,7 +319,10 @@ class FsspecFS(StoreFS):
         target = self.cache / rel
         if target.exists():
             return target
-        objects = self._objects(rel)
+        if PurePosixPath(rel).suffix in SINGLE_OBJECT_SUFFIXES:  # one GET, no listing
+            objects: list[dict[str, Any]] = [{"name": self._p(rel)}]
+        else:
+            objects = self._objects(rel)
         if not objects:
             raise FileNotFoundError(self._p(rel))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +332,11 @@ class FsspecFS(StoreFS):
             name = o["name"]
             dest = tmp if name == prefix else tmp / PurePosixPath(name).relative_to(prefix)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(name, str(dest))
+            try:
+                self.fs.get_file(name, str(dest))
+            except FileNotFoundError:
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(True)
+                raise
         try:
             os.rename(tmp, target)
         except OSError:  # another thread or process cached it first: same immutable bytes

@@ -116,6 +116,7 @@ class CommitRecord:
     host: str = ""
     vidfeat_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    part_bytes: int = -1  # size of the part's files; -1 in records older than store format 2
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -146,6 +147,7 @@ class CommitRecord:
                 host=str(d.get("host", "")),
                 vidfeat_version=str(d.get("vidfeat_version", "")),
                 extra=dict(d.get("extra", {})),
+                part_bytes=int(d.get("part_bytes", -1)),
             )
         except StoreError as e:
             raise StoreError(f"Invalid commit record: {e}") from None

@@ -14,13 +14,21 @@ from vidfeat.store.spec import FeatureSetSpec, check_name
 from vidfeat.version import __version__
 
 STORE_MARKER = "vidfeat.json"
-STORE_FORMAT: dict[str, str | int] = {"format": "vidfeat-store", "version": 1}
+STORE_VERSION = 2  # 2: catalog snapshots (a version 1 store is read as is; compact upgrades it)
+STORE_FORMAT: dict[str, str | int] = {"format": "vidfeat-store", "version": STORE_VERSION}
 
 
 class Store:
-    def __init__(self, fs: StoreFS) -> None:
+    def __init__(self, fs: StoreFS, version: int = STORE_VERSION) -> None:
         self.fs = fs
         self.url = fs.url
+        self.version = version
+
+    def upgrade(self) -> None:
+        """Mark the store as format 2 (after its feature sets have snapshots)."""
+        if self.version < STORE_VERSION:
+            self.fs.replace(STORE_MARKER, json.dumps(STORE_FORMAT).encode())
+            self.version = STORE_VERSION
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -80,19 +88,22 @@ def open_store(url: str | Path, mode: str = "a") -> Store:
     if mode not in ("r", "a"):
         raise StoreError(f"Invalid store mode {mode!r}. Supported: r, a.")
     fs = open_fs(url)
-    if fs.exists(STORE_MARKER):
-        try:
-            marker = json.loads(fs.read_bytes(STORE_MARKER))
-        except ValueError:
-            raise StoreError(f"{fs.url}/{STORE_MARKER} is not valid JSON.") from None
-        if marker.get("format") != "vidfeat-store":
+    try:
+        marker = json.loads(fs.read_bytes(STORE_MARKER))  # one GET: no HEAD first
+    except (FileNotFoundError, NotADirectoryError):  # a file in the way: said below
+        marker = None
+    except ValueError:
+        raise StoreError(f"{fs.url}/{STORE_MARKER} is not valid JSON.") from None
+    if marker is not None:
+        if not isinstance(marker, dict) or marker.get("format") != "vidfeat-store":
             raise StoreError(f"{fs.url} is not a vidfeat store ({STORE_MARKER} says otherwise).")
-        if int(marker.get("version", 0)) > int(STORE_FORMAT["version"]):
+        version = int(marker.get("version", 0))
+        if version > STORE_VERSION:
             raise StoreError(
-                f"Store {fs.url} has format version {marker.get('version')}; this vidfeat "
-                f"reads up to {STORE_FORMAT['version']}. Upgrade vidfeat."
+                f"Store {fs.url} has format version {version}; this vidfeat reads up to "
+                f"{STORE_VERSION}. Upgrade vidfeat."
             )
-        return Store(fs)
+        return Store(fs, version)
     if mode == "r":
         raise StoreError(f"No vidfeat store at {fs.url} (no {STORE_MARKER}).")
     # Ignore another creator's temporary marker file: two processes may create a store at once.

@@ -19,7 +19,7 @@ import numpy as np
 
 from vidfeat.errors import StoreError, ValueRangeError
 from vidfeat.store.formats import get_format
-from vidfeat.store.fs import StagedCreate, StoreFS
+from vidfeat.store.fs import StagedCreate, StoreFS, local_size
 from vidfeat.store.parts import PartSink, rows_per_write
 from vidfeat.store.records import CommitRecord, FailureRecord, VideoRecord
 from vidfeat.store.rows import RowBuffer
@@ -133,18 +133,6 @@ class PartWriter:
     def commit(self) -> CommitResult:
         if self._done:
             raise StoreError(f"Part {self.part_id} was already committed or aborted.")
-        record = CommitRecord(
-            part_id=self.part_id,
-            attempt=self.attempt,
-            path=self.rel_path,
-            part_format=self.spec.part_format,
-            n_rows=sum(v.n_rows for v in self._videos),
-            committed_at=time.time(),
-            videos=tuple(self._videos),
-            failures=tuple(self._failures),
-            host=f"{socket.gethostname()}:{os.getpid()}",
-            vidfeat_version=__version__,
-        )
         try:
             self._rows.flush()
             sink = self._open_sink()  # a part of failures only has had no rows yet
@@ -152,9 +140,22 @@ class PartWriter:
             np.cumsum([v.n_rows for v in self._videos], out=offsets[1:])
             sink.finish(offsets, _concat(self._pts, np.float64), _concat(self._frames, np.int64))
             sink.close()
+            assert self._target is not None
+            record = CommitRecord(
+                part_id=self.part_id,
+                attempt=self.attempt,
+                path=self.rel_path,
+                part_format=self.spec.part_format,
+                n_rows=int(offsets[-1]),
+                committed_at=time.time(),
+                videos=tuple(self._videos),
+                failures=tuple(self._failures),
+                host=f"{socket.gethostname()}:{os.getpid()}",
+                vidfeat_version=__version__,
+                part_bytes=local_size(self._target),
+            )
             staged = stage_commit(self.fs, self.prefix, record)
             try:
-                assert self._target is not None
                 self.fs.publish(self._rel, self._target)  # uploads on object stores; invisible
             except BaseException:
                 staged.discard()
