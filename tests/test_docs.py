@@ -17,7 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
-RUNNABLE = {"console", "python", "python compile-only", "toml", "yaml", "text", ""}
+# sql: run on a real snapshot with DuckDB by tests/store/test_catalog.py.
+RUNNABLE = {"console", "python", "python compile-only", "toml", "yaml", "text", "sql", ""}
 
 
 def blocks(path: Path) -> list[tuple[str, str]]:
