@@ -133,6 +133,24 @@ class StoreContract:
             rows = loaded.values[loaded.offsets[i] : loaded.offsets[i + 1]]
             np.testing.assert_array_equal(rows, video_values(vid, 2 if vid.endswith("0") else 3))
 
+    def test_load_reads_uncompressed_parts_without_opening_them(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fset = new_featureset(open_store(tmp_path), part_format=self.part_format)
+        write_part(fset, "p0", {"a": 3, "b": 4})
+        fset.compact()
+        write_part(fset, "p1", {"c": 2})  # layouts from the snapshot and from a newer record
+        want = fset.load()
+        reader = open_store(tmp_path).get_featureset("fs")
+        fmt = get_format(self.part_format)
+        monkeypatch.setattr(fmt, "open", lambda path: pytest.fail(f"opened {path}"))
+        got = reader.load()
+        assert got.video_ids == want.video_ids == ["a", "b", "c"]
+        np.testing.assert_array_equal(got.values, want.values)
+        np.testing.assert_array_equal(got.pts, want.pts)
+        monkeypatch.undo()
+        assert verify_store(open_store(tmp_path)) == []
+
     def test_failures_are_recorded_and_superseded_by_success(self, tmp_path: Path) -> None:
         fset = new_featureset(open_store(tmp_path), part_format=self.part_format)
         with fset.writer("p0") as w:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.store.helpers import DIM, make_spec, video_values
+from vidfeat.errors import StoreError
 from vidfeat.store import FailureRecord, VideoRecord, open_store
 from vidfeat.store.records import CommitRecord
 
@@ -49,3 +51,27 @@ def test_a_record_that_is_not_json_is_refused_before_its_rows_are_kept(tmp_path:
         w.commit()
     assert fset.video_ids() == ["a"]
     np.testing.assert_array_equal(fset.read("a")[0], values)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"values": {"chunk_rows": 4, "files": ["../x.h5"], "file_of": [0], "offsets": [0]}},
+        {"values": {"chunk_rows": 4, "files": ["/etc/passwd"], "file_of": [0], "offsets": [0]}},
+        {"values": {"chunk_rows": 0, "files": [""], "file_of": [0], "offsets": [0]}},
+        {"values": {"chunk_rows": 4, "files": [""], "file_of": [1], "offsets": [0]}},
+        {"frame_index": {"chunk_rows": 4, "files": [""], "file_of": [0], "offsets": [0]}},
+    ],
+)
+def test_a_layout_outside_its_part_is_refused(layout: dict[str, Any]) -> None:
+    doc = {
+        "part_id": "p0",
+        "attempt": "a1",
+        "path": "parts/p0-a1.h5",
+        "part_format": "hdf5",
+        "n_rows": 0,
+        "committed_at": 1.0,
+        "layout": layout,
+    }
+    with pytest.raises(StoreError, match="layout of part 'p0' is invalid"):
+        CommitRecord.from_json(doc)

@@ -11,6 +11,7 @@ import csv
 import glob
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -86,15 +87,29 @@ def _stat(path: str) -> tuple[int, int]:
         return -1, -1  # recorded as a failure (not_found) by the worker, not here
 
 
-def _walk(root: Path) -> list[Path]:
-    found = []
+def _walk(root: Path, label_from: str, source: str) -> Iterator[VideoInput]:
+    """Every video under ``root``, folders and files in sorted order, with the ids and labels
+    of ``_id_and_label`` built by string operations (pathlib cost about 40 µs a file: most of
+    a rerun's planning at 100k videos)."""
+    base = str(root)
     # followlinks=False: a symlink loop cannot trap the walk
-    for dirpath, dirnames, files in os.walk(root, followlinks=False):
+    for dirpath, dirnames, files in os.walk(base, followlinks=False):
         dirnames.sort()
+        nested = dirpath != base
+        labelled = label_from == "parent" or (label_from == "auto" and nested)
+        if nested:
+            prefix = os.path.relpath(dirpath, base).replace(os.sep, "/") + "/"
+        else:
+            prefix = f"{root.name}/" if labelled and root.name else ""
+        label = (os.path.basename(dirpath) or None) if labelled else None
         for name in sorted(files):
-            if Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return found
+            if os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
+                continue
+            vid = prefix + name
+            if "\\" in vid:  # the only way a walked name is not already a canonical id
+                vid = check_video_id(vid, source)
+            full = os.path.join(dirpath, name)
+            yield VideoInput(vid, full, label, None, *_stat(full))
 
 
 def _id_and_label(path: Path, root: Path, label_from: str, source: str) -> tuple[str, str | None]:
@@ -271,10 +286,8 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> l
                 f"({', '.join(MANIFEST_EXTENSIONS)}). Rename it or leave it out."
             )
         elif p.is_dir():
-            root = p.absolute()
-            for f in _walk(root):
-                vid, label = _id_and_label(f, root, label_from, item)
-                add(VideoInput(vid, str(f), label, None, *_stat(str(f))))
+            for v in _walk(p.absolute(), label_from, item):
+                add(v)
         elif p.is_file() or p.is_symlink():
             vid, label = _id_and_label(p.absolute(), p.absolute().parent, label_from, item)
             add(VideoInput(vid, str(p), label, None, *_stat(str(p))))

@@ -39,16 +39,23 @@ def strings(values: Sequence[str | None]) -> pa.Array:
     return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), data, bitmap, nulls)
 
 
-def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An arrow column without nulls as numpy (a view for numbers; strings as objects)."""
+def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.ndarray:
+    """An arrow column as numpy (a view for numbers; strings as objects). Nulls are an error,
+    or become ``fill`` in a number column."""
     if isinstance(column, pa.ChunkedArray):
         if column.num_chunks == 0:  # combine_chunks() of no chunks imports pandas
             return np.zeros(0, np.dtype(column.type.to_pandas_dtype()))
         arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     else:
         arr = column
-    if pa.types.is_string(arr.type):
+    if pa.types.is_string(arr.type) or pa.types.is_dictionary(arr.type):
         return np.array(arr.to_pylist(), dtype=object)
+    if arr.null_count and fill is not None and not pa.types.is_boolean(arr.type):
+        out = to_numpy(
+            pa.Array.from_buffers(arr.type, len(arr), [None, *arr.buffers()[1:]], 0, arr.offset)
+        ).copy()
+        out[~to_numpy(arr.is_valid())] = fill
+        return out
     if arr.null_count:
         raise ValueError(f"to_numpy: {arr.null_count} nulls in a {arr.type} column")
     n, buf = len(arr), arr.buffers()[1]
@@ -61,3 +68,21 @@ def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if buf is None:
         return np.zeros(0, dtype)
     return np.frombuffer(buf, dtype)[arr.offset : arr.offset + n]
+
+
+def to_list(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """``to_pylist()``, but a dictionary column is expanded from its few distinct values
+    (to_pylist built one Python string per row of it at about 1 µs each)."""
+    if not pa.types.is_dictionary(column.type):
+        values: list[Any] = column.to_pylist()
+        return values
+    if isinstance(column, pa.ChunkedArray):
+        column = column.unify_dictionaries() if column.num_chunks > 1 else column
+        arrays = column.chunks
+    else:
+        arrays = [column]
+    out: list[Any] = []
+    for arr in arrays:
+        distinct = np.array([*arr.dictionary.to_pylist(), None], dtype=object)
+        out += distinct[to_numpy(arr.indices, fill=-1)].tolist()
+    return out

@@ -11,6 +11,7 @@ merges it with the few commits that came after.
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -266,6 +267,7 @@ class Catalog:
         snap = self.snapshot.columns(CORE)
         if delta.num_rows == 0:
             return snap
+        delta = delta.cast(snap.schema)  # the snapshot's strings come dictionary-encoded
         at = pc.index_in(snap["video_id"], value_set=delta["video_id"])
         both = np.flatnonzero(to_numpy(at.is_valid()))
         delta_rows = to_numpy(at.filter(at.is_valid())).astype(np.int64)
@@ -283,7 +285,8 @@ class Catalog:
         kept_ids = kept["video_id"]
         where = [bisect.bisect_left(_Sorted(kept_ids), v) for v in added["video_id"].to_pylist()]
         order = np.insert(np.arange(kept.num_rows), where, kept.num_rows + np.arange(len(where)))
-        return pa.concat_tables([kept, added]).take(from_numpy(order)).combine_chunks()
+        merged = pa.concat_tables([kept, added]).unify_dictionaries()
+        return merged.take(from_numpy(order)).combine_chunks()
 
     def stats(self) -> Stats:
         if self._stats is None:
@@ -316,7 +319,7 @@ class Catalog:
 
         def differs(claimed: Sequence[str | None], column: str) -> np.ndarray:
             said = strings(claimed)
-            equal = pc.fill_null(pc.equal(said, stored[column]), False)
+            equal = pc.fill_null(pc.equal(said, stored[column].cast(pa.string())), False)
             return found & to_numpy(said.is_valid()).astype(bool) & ~to_numpy(equal)
 
         relabelled = differs(labels, "label") | differs(splits, "split")
@@ -337,6 +340,18 @@ class Catalog:
         """The data path of every committed part (covered by the snapshot or newer)."""
         paths = self.snapshot.parts["path"].to_pylist() if self.snapshot is not None else []
         return paths + [c.path for c in self.newer]
+
+    def part_layouts(self) -> dict[str, dict[str, Any]]:
+        """Part path → where its rows lie in its files (parts that have a layout)."""
+        out: dict[str, dict[str, Any]] = {}
+        parts = self.snapshot.parts if self.snapshot is not None else None
+        if parts is not None and "layout" in parts.column_names:
+            texts = parts["layout"].to_pylist()
+            for path, text in zip(parts["path"].to_pylist(), texts, strict=True):
+                if text:
+                    out[path] = json.loads(text)
+        out.update({c.path: c.layout for c in self.newer if c.layout})
+        return out
 
     @property
     def n_parts(self) -> int:

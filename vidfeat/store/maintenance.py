@@ -74,6 +74,8 @@ def _check_part(fset: FeatureSet, fmt: PartFormat, c: CommitRecord) -> list[str]
             problems.append(f"{where}: offsets disagree with the commit's video records")
         if reader.n_rows != c.n_rows or int(expected[-1]) != c.n_rows:
             problems.append(f"{where}: {reader.n_rows} rows stored, commit says {c.n_rows}")
+        if c.layout and c.layout != reader.layout():
+            problems.append(f"{where}: its layout disagrees with where the part's rows lie")
         for name in ("pts", "frame_index"):
             if len(reader.read_1d(name)) != reader.n_rows:
                 problems.append(f"{where}: {name} length != {reader.n_rows} rows")

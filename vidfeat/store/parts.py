@@ -50,57 +50,107 @@ class ChunkMap:
     offsets: np.ndarray
 
     def read(self, start: int, stop: int, out: np.ndarray) -> None:
-        flat = out.reshape(-1).view(np.uint8)
+        self.read_many([(start, stop, out)])
+
+    def read_many(self, pieces: list[tuple[int, int, np.ndarray]]) -> None:
+        """Rows [lo, hi) into each ``out`` (C-contiguous), pieces in row order. Bytes that lie
+        back to back in a file are read with one preadv into all their buffers, so videos that
+        are neighbours in the part but not in the output still cost one read, not one each."""
         fds: dict[int, int] = {}
+        batch: list[memoryview] = []
+        at = (-1, -1)  # (file, byte offset) where the batch continues
+
+        def flush() -> None:
+            if batch:
+                f, end = at
+                _preadv_all(fds[f], batch, end - sum(len(b) for b in batch))
+                batch.clear()
+
         try:
-            row = start
-            while row < stop:
-                k, within = divmod(row, self.chunk_rows)
-                first = k
-                # Chunks that lie back to back in one shard file become one read.
-                while (
-                    (k + 1) * self.chunk_rows < stop
-                    and k + 1 < len(self.offsets)
-                    and self.offsets[k] >= 0
-                    and self.file_of[k + 1] == self.file_of[k]
-                    and self.offsets[k + 1] == self.offsets[k] + self.chunk_rows * self.row_bytes
-                ):
-                    k += 1
-                take = min(stop, (k + 1) * self.chunk_rows) - row
-                k = first
-                dst = memoryview(flat.data)[
-                    (row - start) * self.row_bytes : (row - start + take) * self.row_bytes
-                ]
-                if self.offsets[k] < 0:
-                    dst[:] = bytes(len(dst))
-                else:
-                    f = int(self.file_of[k])
-                    if f not in fds:
-                        fds[f] = os.open(self.files[f], os.O_RDONLY)
-                    _pread_all(fds[f], dst, int(self.offsets[k]) + within * self.row_bytes)
-                row += take
+            for lo, hi, out in pieces:
+                flat = out.reshape(-1).view(np.uint8).data
+                row, pos = lo, 0
+                while row < hi:
+                    k, within = divmod(row, self.chunk_rows)
+                    take = min(hi, (k + 1) * self.chunk_rows) - row
+                    view = flat[pos : pos + take * self.row_bytes]
+                    if self.offsets[k] < 0:  # never written: the fill value
+                        view[:] = bytes(len(view))
+                    else:
+                        f = int(self.file_of[k])
+                        offset = int(self.offsets[k]) + within * self.row_bytes
+                        if (f, offset) != at or len(batch) >= _IOV_MAX:
+                            flush()
+                        if f not in fds:
+                            fds[f] = os.open(self.files[f], os.O_RDONLY)
+                        batch.append(view)
+                        at = (f, offset + len(view))
+                    row += take
+                    pos += len(view)
+            flush()
         finally:
             for fd in fds.values():
                 os.close(fd)
 
+    def to_layout(self, root: Path) -> dict[str, Any]:
+        """The map as JSON, file names relative to the part's path ``root`` ("" = root)."""
+        files = ["" if f == root else f.relative_to(root).as_posix() for f in self.files]
+        return {
+            "chunk_rows": self.chunk_rows,
+            "files": files,
+            "file_of": self.file_of.tolist(),
+            "offsets": self.offsets.tolist(),
+        }
 
-def _pread_all(fd: int, buf: memoryview, offset: int) -> None:
-    while len(buf):
-        n = os.preadv(fd, [buf], offset)
+    @classmethod
+    def from_layout(
+        cls, layout: dict[str, Any], root: Path, dtype: np.dtype[Any], row_bytes: int
+    ) -> ChunkMap:
+        """The inverse of ``to_layout`` (the layout is checked when its record is read)."""
+        files = tuple(root / f if f else root for f in layout["files"])
+        file_of = np.array(layout["file_of"], np.int64)
+        return cls(
+            int(layout["chunk_rows"]),
+            row_bytes,
+            dtype,
+            files,
+            file_of,
+            np.array(layout["offsets"], np.int64),
+        )
+
+
+_IOV_MAX = 512  # buffers in one preadv (the system allows 1024)
+
+
+def _preadv_all(fd: int, bufs: list[memoryview], offset: int) -> None:
+    """Fill ``bufs`` from consecutive bytes at ``offset`` (short reads continue)."""
+    i, done = 0, 0  # done: bytes of bufs[i] already filled
+    while i < len(bufs):
+        n = os.preadv(fd, [bufs[i][done:], *bufs[i + 1 :]], offset)
         if n <= 0:
             raise StoreError(f"Unexpected end of file while reading part data (fd {fd}).")
-        buf = buf[n:]
         offset += n
+        n += done
+        while i < len(bufs) and n >= len(bufs[i]):
+            n -= len(bufs[i])
+            i += 1
+        done = n
 
 
 class PartReader(ABC):
     """Reads rows of a part: straight from the files where ``_direct`` knows where they lie
     (uncompressed ``values`` and ``pts``), through the format's library otherwise."""
 
+    path: Path
     n_rows: int
     dim: int
     dtype: np.dtype[Any]
     _direct: dict[str, ChunkMap | None]
+
+    def layout(self) -> dict[str, Any]:
+        """Where the directly readable arrays lie in the part's files: commit records keep it,
+        so bulk reads need not open the part through its library."""
+        return {n: m.to_layout(self.path) for n, m in self._direct.items() if m is not None}
 
     @abstractmethod
     def _array(self, name: str) -> Any:

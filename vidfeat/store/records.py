@@ -25,6 +25,35 @@ def check_part_path(path: str, part_id: str) -> str:
     return path
 
 
+def check_layout(layout: Any, part_id: str) -> dict[str, Any]:
+    """A layout names files inside its part and byte offsets; anything else is refused."""
+
+    def bad(why: str) -> StoreError:
+        return StoreError(f"layout of part {part_id!r} is invalid ({why})")
+
+    if not isinstance(layout, dict):
+        raise bad("not an object")
+    for name, m in layout.items():
+        if name not in ("values", "pts") or not isinstance(m, dict):
+            raise bad(f"unknown array {name!r}")
+        files, file_of, offsets = m.get("files"), m.get("file_of"), m.get("offsets")
+        rows = m.get("chunk_rows")
+        if not isinstance(rows, int) or rows < 1 or not isinstance(files, list):
+            raise bad(f"{name}: chunk_rows or files")
+        for f in files:
+            if not isinstance(f, str) or f.startswith("/") or ".." in f.split("/"):
+                raise bad(f"{name}: file {f!r} is not inside the part")
+        if not isinstance(file_of, list) or not isinstance(offsets, list):
+            raise bad(f"{name}: file_of or offsets")
+        if len(file_of) != len(offsets):
+            raise bad(f"{name}: {len(file_of)} files for {len(offsets)} chunks")
+        if any(not isinstance(i, int) or not 0 <= i < len(files) for i in file_of):
+            raise bad(f"{name}: file index out of range")
+        if any(not isinstance(o, int) or o < -1 for o in offsets):
+            raise bad(f"{name}: offsets")
+    return layout
+
+
 def check_record_id(video_id: object) -> str:
     if not isinstance(video_id, str) or not video_id or _CONTROL.search(video_id):
         raise StoreError(f"bad video_id {video_id!r} (empty, not text, or control characters)")
@@ -117,6 +146,7 @@ class CommitRecord:
     vidfeat_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     part_bytes: int = -1  # size of the part's files; -1 in records older than store format 2
+    layout: dict[str, Any] = field(default_factory=dict)  # PartReader.layout(); {} if none
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -148,6 +178,7 @@ class CommitRecord:
                 vidfeat_version=str(d.get("vidfeat_version", "")),
                 extra=dict(d.get("extra", {})),
                 part_bytes=int(d.get("part_bytes", -1)),
+                layout=check_layout(d.get("layout", {}), part_id),
             )
         except StoreError as e:
             raise StoreError(f"Invalid commit record: {e}") from None

@@ -37,6 +37,8 @@ from vidfeat.version import __version__
 SNAPSHOTS = "snapshots"
 MANIFEST_FORMAT = "vidfeat-catalog-snapshot"
 ROW_GROUP_ROWS = 16384  # a point lookup decodes one group of this many rows
+# Few distinct values: read as indices into one dictionary (4 bytes a video in memory).
+DICTIONARY_COLUMNS = ["part_id", "part_path", "label", "split", "kind", "codec"]
 _MANIFEST = re.compile(r"^(\d{8})\.json$")
 
 PARTS_SCHEMA = pa.schema(
@@ -52,6 +54,7 @@ PARTS_SCHEMA = pa.schema(
         ("part_bytes", pa.int64()),
         ("host", pa.string()),
         ("vidfeat_version", pa.string()),
+        ("layout", pa.string()),  # the commit's layout as JSON ("" if none)
     ]
 )
 
@@ -69,6 +72,7 @@ def parts_table(commits: Sequence[CommitRecord]) -> pa.Table:
         "part_bytes": [c.part_bytes for c in commits],
         "host": [c.host for c in commits],
         "vidfeat_version": [c.vidfeat_version for c in commits],
+        "layout": [_compact_json(c.layout) if c.layout else "" for c in commits],
     }
     arrays = [from_values(columns[f.name], f.type) for f in PARTS_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=PARTS_SCHEMA)
@@ -118,6 +122,10 @@ class Manifest:
             raise StoreError(f"malformed snapshot manifest: {e}") from None
 
 
+def _compact_json(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
 def manifest_name(seq: int) -> str:
     return f"{SNAPSHOTS}/{seq:08d}.json"
 
@@ -156,7 +164,7 @@ class Snapshot:
         self.stats = manifest.stats
         where = f"{fs.url}/{prefix}/{manifest_name(manifest.seq)}"
         self._where = where
-        self._videos = _open(fs, prefix, manifest.videos, where)
+        self._videos = _open(fs, prefix, manifest.videos, where, DICTIONARY_COLUMNS)
         self.parts = self._read(_open(fs, prefix, manifest.parts, where).read)
         self.covered = frozenset(self.parts["part_id"].to_pylist())
         self._first_ids = list(manifest.row_group_first_ids)
@@ -187,7 +195,8 @@ class Snapshot:
         return self._columns[key]
 
     def read_all(self) -> pa.Table:
-        return self._read(self._videos.read).combine_chunks()
+        """Every column, strings plain (as VIDEO_SCHEMA)."""
+        return self._read(self._videos.read).cast(VIDEO_SCHEMA).combine_chunks()
 
     def _read(self, read: Callable[[], pa.Table]) -> pa.Table:
         try:
@@ -199,7 +208,9 @@ class Snapshot:
             ) from None
 
 
-def _open(fs: StoreFS, prefix: str, f: SnapshotFile, where: str) -> pq.ParquetFile:
+def _open(
+    fs: StoreFS, prefix: str, f: SnapshotFile, where: str, dictionary: Sequence[str] = ()
+) -> pq.ParquetFile:
     try:
         local = fs.local_copy(f"{prefix}/{f.path}")
     except FileNotFoundError:
@@ -210,7 +221,12 @@ def _open(fs: StoreFS, prefix: str, f: SnapshotFile, where: str) -> pq.ParquetFi
             "Run `vidfeat compact --rebuild` on the store to write a new snapshot."
         )
     try:
-        return pq.ParquetFile(local, memory_map=True, page_checksum_verification=True)
+        return pq.ParquetFile(
+            local,
+            memory_map=True,
+            page_checksum_verification=True,
+            read_dictionary=dictionary,
+        )
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"{where}: {f.path} is unreadable: {e}") from None
 

@@ -141,6 +141,11 @@ class PartWriter:
             sink.finish(offsets, _concat(self._pts, np.float64), _concat(self._frames, np.int64))
             sink.close()
             assert self._target is not None
+            reader = self._format.open(self._target)
+            try:
+                layout = reader.layout()
+            finally:
+                reader.close()
             record = CommitRecord(
                 part_id=self.part_id,
                 attempt=self.attempt,
@@ -153,6 +158,7 @@ class PartWriter:
                 host=f"{socket.gethostname()}:{os.getpid()}",
                 vidfeat_version=__version__,
                 part_bytes=local_size(self._target),
+                layout=layout,
             )
             staged = stage_commit(self.fs, self.prefix, record)
             try:
