@@ -34,9 +34,11 @@ def plan_videos(
 ) -> Plan:
     """One vectorized pass over the inputs; only inputs that need a closer look (a changed
     fingerprint, another label) get one, one at a time."""
+    n = len(videos)
     cmp = catalog.compare(
         [v.video_id for v in videos],
-        [v.fingerprint for v in videos],
+        np.fromiter((v.size for v in videos), np.int64, n),
+        np.fromiter((v.mtime_ns for v in videos), np.int64, n),
         [v.label for v in videos],
         [v.split for v in videos],
     )

@@ -29,14 +29,22 @@ def from_values(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
 
 
 def strings(values: Sequence[str | None]) -> pa.Array:
-    encoded = [b"" if v is None else v.encode() for v in values]
-    offsets = np.zeros(len(encoded) + 1, np.int32)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    valid = np.fromiter((v is not None for v in values), np.bool_, len(values))
-    nulls = len(values) - int(valid.sum())
+    n = len(values)
+    valid = np.fromiter((v is not None for v in values), np.bool_, n)
+    nulls = n - int(valid.sum())
+    texts = [v or "" for v in values] if nulls else values
+    joined = "".join(texts)  # type: ignore[arg-type]
+    if joined.isascii():  # the usual case: one encode for all, lengths from the str
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, texts), np.int64, n)  # type: ignore[arg-type]
+    else:
+        encoded = [t.encode() for t in texts]  # type: ignore[union-attr]
+        data = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), np.int64, n)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), data, bitmap, nulls)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), bitmap, nulls)
 
 
 def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.ndarray:
@@ -50,7 +58,7 @@ def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.
         arr = column
     if pa.types.is_string(arr.type) or pa.types.is_dictionary(arr.type):
         return np.array(arr.to_pylist(), dtype=object)
-    if arr.null_count and fill is not None and not pa.types.is_boolean(arr.type):
+    if arr.null_count and fill is not None:
         out = to_numpy(
             pa.Array.from_buffers(arr.type, len(arr), [None, *arr.buffers()[1:]], 0, arr.offset)
         ).copy()

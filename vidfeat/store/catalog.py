@@ -299,7 +299,8 @@ class Catalog:
     def compare(
         self,
         video_ids: Sequence[str],
-        fingerprints: Sequence[tuple[int, int]],
+        sizes: np.ndarray,
+        mtimes_ns: np.ndarray,
         labels: Sequence[str | None],
         splits: Sequence[str | None],
     ) -> Comparison:
@@ -312,15 +313,17 @@ class Catalog:
             return Comparison(none, none, none, none)
         at = pc.index_in(strings(video_ids), value_set=t["video_id"])
         found = to_numpy(at.is_valid()).astype(bool)
-        stored = t.take(at.fill_null(0))
-        fp = np.array(fingerprints, np.int64).reshape(-1, 2)
-        same_fp = found & (fp[:, 0] == to_numpy(stored["size"]))
-        same_fp &= fp[:, 1] == to_numpy(stored["mtime_ns"])
+        rows = from_numpy(to_numpy(at, fill=0).astype(np.int64))
+        stored = t.select(["ok", "size", "mtime_ns", "label", "split"]).take(rows)
+        same_fp = found & (sizes == to_numpy(stored["size"]))
+        same_fp &= mtimes_ns == to_numpy(stored["mtime_ns"])
 
         def differs(claimed: Sequence[str | None], column: str) -> np.ndarray:
             said = strings(claimed)
-            equal = pc.fill_null(pc.equal(said, stored[column].cast(pa.string())), False)
-            return found & to_numpy(said.is_valid()).astype(bool) & ~to_numpy(equal)
+            if said.null_count == len(said):
+                return np.zeros(len(said), bool)  # no claim at all
+            equal = to_numpy(pc.equal(said, stored[column].cast(pa.string())), fill=0)
+            return found & to_numpy(said.is_valid()).astype(bool) & ~equal.astype(bool)
 
         relabelled = differs(labels, "label") | differs(splits, "split")
         return Comparison(found, found & to_numpy(stored["ok"]).astype(bool), same_fp, relabelled)
