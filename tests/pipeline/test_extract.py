@@ -54,12 +54,16 @@ def test_extract_resume_and_added_videos(dataset: Path, tmp_path: Path) -> None:
     assert set(loaded.labels) == {"ramp_up", "ramp_down"}
     assert verify_store(open_store(store)) == []
 
+    assert first.snapshot == 1 and fset.catalog().newer == ()  # readers skip the records
+
     again = extract(config(dataset, store))
     assert (again.videos_done, again.videos_skipped, again.parts) == (0, 6, 0)
+    assert again.snapshot == 1  # nothing new: no new snapshot
 
     shutil.copy(dataset / "ramp_up/ramp_up_0000.mp4", dataset / "ramp_up/extra.mp4")
     third = extract(config(dataset, store))
     assert (third.videos_done, third.videos_skipped) == (1, 6)
+    assert third.snapshot == 2
     assert len(fset.load().video_ids) == 7
 
 

@@ -336,7 +336,7 @@ def _run(
             futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
 
         def record(summary: PartSummary) -> None:
-            nonlocal frames
+            nonlocal frames, parts_done
             frames += summary.frames
             report.add(summary)
             elapsed = max(time.perf_counter() - t0, 1e-9)
@@ -349,7 +349,6 @@ def _run(
             nxt = next(queue_, None)
             if nxt is not None:
                 submit(nxt)
-            nonlocal parts_done
             parts_done += 1
             if snapshots and parts_done % SNAPSHOT_EVERY == 0:
                 _snapshot(2, fset, report)

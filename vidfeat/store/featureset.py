@@ -241,7 +241,10 @@ class FeatureSet:
             base, parts = VIDEO_SCHEMA.empty_table(), parts_table(newer)
         else:
             base = snapshot.read_all()
-            parts = pa.concat_tables([snapshot.parts, parts_table(newer)])
+            # promote: a column added to parts.parquet later is null in older snapshots' rows
+            parts = pa.concat_tables(
+                [snapshot.parts, parts_table(newer)], promote_options="default"
+            )
         seq = (snapshot.manifest.seq if snapshot is not None else max(seqs, default=0)) + 1
         videos = winners(pa.concat_tables([base, candidates(newer)]))
         manifest = write_snapshot(self.fs, self.prefix, seq, videos, parts, stats_of(videos))
