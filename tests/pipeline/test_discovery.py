@@ -140,3 +140,18 @@ def test_auto_labels_and_single_class_folders(tmp_path: Path) -> None:
     assert [(v.video_id, v.label) for v in one] == [("Biking/v_Biking_g01_c01.avi", "Biking")]
     both = discover([str(ucf)], label_from="parent")
     assert both[0].video_id == one[0].video_id
+
+
+@pytest.mark.parametrize("label_from", ["auto", "parent", "none"])
+def test_a_folder_and_a_glob_of_it_give_the_same_ids_and_labels(
+    tmp_path: Path, label_from: str
+) -> None:
+    # The folder walk builds ids per folder by string operations; globs go file by file.
+    root = tmp_path / "ucf"
+    for rel in ("Biking/v_Biking_g01.avi", "Biking/deep/v_b.mp4", "Diving/v_Diving_g01.avi"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    walked = discover([str(root)], label_from)
+    globbed = discover([f"{root}/**/*.*"], label_from)
+    assert [(v.video_id, v.label) for v in walked] == [(v.video_id, v.label) for v in globbed]
+    assert [v.path for v in walked] == [v.path for v in globbed]

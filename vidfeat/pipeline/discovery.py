@@ -88,20 +88,15 @@ def _stat(path: str) -> tuple[int, int]:
 
 
 def _walk(root: Path, label_from: str, source: str) -> Iterator[VideoInput]:
-    """Every video under ``root``, folders and files in sorted order, with the ids and labels
-    of ``_id_and_label`` built by string operations (pathlib cost about 40 µs a file: most of
-    a rerun's planning at 100k videos)."""
+    """Every video under ``root``, folders and files in sorted order. Ids and labels are built
+    per folder by string operations (pathlib per file cost about 40 µs: most of a rerun's
+    planning at 100k videos)."""
     base = str(root)
     # followlinks=False: a symlink loop cannot trap the walk
     for dirpath, dirnames, files in os.walk(base, followlinks=False):
         dirnames.sort()
-        nested = dirpath != base
-        labelled = label_from == "parent" or (label_from == "auto" and nested)
-        if nested:
-            prefix = os.path.relpath(dirpath, base).replace(os.sep, "/") + "/"
-        else:
-            prefix = f"{root.name}/" if labelled and root.name else ""
-        label = (os.path.basename(dirpath) or None) if labelled else None
+        rel_dir = "" if dirpath == base else os.path.relpath(dirpath, base).replace(os.sep, "/")
+        prefix, label = _prefix_and_label(rel_dir, os.path.basename(dirpath), root.name, label_from)
         for name in sorted(files):
             if os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
                 continue
@@ -112,19 +107,29 @@ def _walk(root: Path, label_from: str, source: str) -> Iterator[VideoInput]:
             yield VideoInput(vid, full, label, None, *_stat(full))
 
 
+def _prefix_and_label(
+    rel_dir: str, folder_name: str, root_name: str, label_from: str
+) -> tuple[str, str | None]:
+    """The id prefix and the label of the files in one folder (``rel_dir``: relative to the
+    input root, "" for the root itself, ``folder_name``: its own name). With labels from the
+    parent folder, the label is the folder a file sits in, and a file directly in the root
+    (``extract ucf/Biking``: the root is the class folder) keeps that folder as its id prefix,
+    so ids match split lists (``Biking/v_Biking_g01_c01.avi``) whichever folder was passed.
+    ``auto`` labels only files in subfolders of the root (the UCF101 layout)."""
+    nested = rel_dir != ""
+    labelled = label_from == "parent" or (label_from == "auto" and nested)
+    root_prefix = f"{root_name}/" if labelled and root_name else ""
+    prefix = f"{rel_dir}/" if nested else root_prefix
+    return prefix, (folder_name or None) if labelled else None
+
+
 def _id_and_label(path: Path, root: Path, label_from: str, source: str) -> tuple[str, str | None]:
-    """A file found under ``root``: its id is its path relative to ``root``. With labels from
-    the parent folder, the label is the folder the file sits in, and a file sitting directly
-    in ``root`` (``extract ucf/Biking``: ``root`` is the class folder) keeps that folder as its
-    id prefix, so ids match split lists (``Biking/v_Biking_g01_c01.avi``) whichever folder was
-    passed. ``auto`` labels only files in subfolders of ``root`` (the UCF101 layout)."""
+    """A file found under ``root``: its id is its path relative to ``root`` (see
+    ``_prefix_and_label``)."""
     rel = path.relative_to(root)
-    nested = len(rel.parts) > 1
-    if label_from == "parent" or (label_from == "auto" and nested):
-        label = path.parent.name or None
-        vid = rel.as_posix() if nested or not root.name else f"{root.name}/{rel.as_posix()}"
-        return check_video_id(vid, source), label
-    return check_video_id(rel.as_posix(), source), None
+    rel_dir = "" if len(rel.parts) == 1 else rel.parent.as_posix()
+    prefix, label = _prefix_and_label(rel_dir, path.parent.name, root.name, label_from)
+    return check_video_id(prefix + rel.name, source), label
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -148,23 +148,8 @@ class VideoEntry:
 
 
 def _entry(row: dict[str, Any]) -> VideoEntry:
-    record = VideoRecord(
-        row["video_id"],
-        row["uri"],
-        row["size"],
-        row["mtime_ns"],
-        row["n_rows"],
-        row["sha256"],
-        row["label"],
-        row["split"],
-        row["duration_s"],
-        row["fps"],
-        row["width"],
-        row["height"],
-        row["codec"],
-    )
     return VideoEntry(
-        record,
+        VideoRecord.from_json(row),  # takes the record's fields from the catalog row
         row["part_id"],
         row["part_path"],
         row["row_start"],
@@ -174,15 +159,7 @@ def _entry(row: dict[str, Any]) -> VideoEntry:
 
 
 def _failure(row: dict[str, Any]) -> FailureRecord:
-    return FailureRecord(
-        row["video_id"],
-        row["uri"],
-        row["kind"],
-        row["message"],
-        row["size"],
-        row["mtime_ns"],
-        row["label"],
-    )
+    return FailureRecord.from_json(row)
 
 
 @dataclass(frozen=True, slots=True)
