@@ -89,7 +89,7 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
             out.append({"video": r.video.path, "error": str(r.error)})
             continue
         # Round through the stored dtype, so the head sees what training read from the store.
-        stored = np.concatenate(r.features).astype(spec.dtype)
+        stored = r.rows()[0].astype(spec.dtype)
         feats = torch.from_numpy(stored.astype(np.float32))
         if pca:
             feats = (feats - pca["pca_mean"]) @ pca["pca_components"]

@@ -79,3 +79,30 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
     assert "--dtype float32" in huge.message
     np.testing.assert_array_equal(fset.read("ok.mp4")[0], np.full((4, DIM), 0.5, np.float16))
     assert verify_store(store) == []
+
+
+def test_a_long_sparse_video_shared_by_two_decoders_gives_the_rows_of_one(
+    make_video: Any,
+) -> None:
+    """A part with one long video and two decoders splits it at a keyframe
+    (vidfeat/pipeline/segments.py): the same frames, pts, features and sha256 as one decoder
+    decoding it through, in frame order."""
+    from vidfeat.models.factory import create_backbone
+    from vidfeat.pipeline.sampling import select_frames
+
+    path = make_video(n=1000, gop=100)  # 40 s at 25 fps, a keyframe every 4 s
+    video = VideoInput("long.mp4", str(path), size=path.stat().st_size, mtime_ns=1)
+    backbone = create_backbone("tiny", device="cpu")
+    fps1 = SamplingConfig(mode="fps", fps=1.0)
+    split, split_stats = engine.run_videos([video], backbone, fps1, 16, decode_threads=2)
+    alone, alone_stats = engine.run_videos([video], backbone, fps1, 16, decode_threads=1)
+
+    assert (split_stats.segments, alone_stats.segments) == (2, 1)
+    assert split[0].error is None and split[0].done and split[0].index is not None
+    _, pts, frame_index = split[0].rows()
+    expected = select_frames(split[0].index.seconds, split[0].index.end_s, fps1)
+    np.testing.assert_array_equal(frame_index, expected)
+    for got, want in zip(split[0].rows(), alone[0].rows(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert split[0].sha256 == alone[0].sha256 != ""
+    assert np.all(np.diff(pts) > 0)

@@ -185,8 +185,8 @@ def test_local_workers_start_with_one_malloc_arena(
     from vidfeat.pipeline import runner
 
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    with runner._client(config(tmp_path, tmp_path / "store", workers=1)) as client:
-        (env,) = client.run(_malloc_env).values()
+    with runner._cluster(config(tmp_path, tmp_path / "store", workers=1)) as cluster:
+        (env,) = cluster.client().run(_malloc_env).values()
     assert env == {"MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": None}
     assert "MALLOC_ARENA_MAX" not in os.environ
 

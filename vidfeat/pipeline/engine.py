@@ -22,12 +22,15 @@ from vidfeat.models.backbone import Backbone
 from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
+from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import CommitResult, FailureRecord, FeatureSet, VideoRecord
-from vidfeat.uris import is_url
+from vidfeat.uris import is_remote, is_url
 
 # Per-process cache, not configuration: (name, weights, device, precision, preprocess).
 _MODELS: dict[tuple[str, str, str, str, str | None], Backbone] = {}
 _MODELS_LOCK = threading.Lock()
+_WARMED: set[int] = set()  # ids of the cached models warmed up
+WARM_UP_FRAMES = 2
 # Workers started with several threads (dask worker --nthreads N) run several parts at once;
 # their batches take turns on the one model instead of oversubscribing the cores.
 _INFERENCE_LOCK = threading.Lock()
@@ -47,37 +50,43 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
 
 
 def prepare_worker(
-    backbone: BackboneConfig, decode_threads: int, torch_threads: int | None
+    backbone: BackboneConfig,
+    decode_threads: int,
+    torch_threads: int | None,
+    part_format: str = "zarr",
 ) -> dict[str, Any]:
-    """Run on every worker before the first part: size torch's threads, load the backbone,
-    start the decoder children. Returns the backbone's description (the feature set's
-    identity as this worker sees it)."""
+    """Run on every worker before the first part: size torch's threads, load the backbone, and
+    warm it up in the background. Returns the backbone's description (the feature set's
+    identity as this worker sees it). The decoder children are already starting
+    (tasks.prepare_worker)."""
     import torch
 
+    POOL.warm(decode_threads)
     if torch_threads:
         torch.set_num_threads(torch_threads)
     model = get_backbone(backbone)
-    POOL.warm(decode_threads)
-    # One full batch now: kernel selection and the allocator's first growth happen here,
-    # not in the first part (the first batch is several times slower than the next).
-    size = model.preprocess.input_size
-    batch = backbone.resolved_batch_size(model.device.type)
-    with torch.inference_mode():
-        model(np.zeros((batch, size, size, 3), np.uint8))
+    with _MODELS_LOCK:
+        first = id(model) not in _WARMED
+        _WARMED.add(id(model))
+    if first:  # a long-lived worker (--scheduler) warms each model once
+        threading.Thread(
+            target=_warm_up, args=(model, part_format), name="vidfeat-warm-up", daemon=True
+        ).start()
     return model.describe()
 
 
-@dataclass(frozen=True, slots=True)
-class PartTask:
-    store: str
-    featureset: str
-    part_id: str
-    videos: tuple[VideoInput, ...]
-    backbone: BackboneConfig
-    sampling: SamplingConfig
-    decode_threads: int = 2
-    timeout_s: float = 600.0
-    torch_threads: int | None = None
+def _warm_up(model: Backbone, part_format: str) -> None:
+    """A first small batch, under the inference lock (the first forward pass pays one-time
+    set-up: threads, kernels, the allocator's growth), then the part format's library: both
+    while the first part's decoders open their videos, not in its first batch and write."""
+    import torch
+
+    from vidfeat.store.formats import get_format
+
+    size = model.preprocess.input_size
+    with _INFERENCE_LOCK, torch.inference_mode():
+        model(np.zeros((WARM_UP_FRAMES, size, size, 3), np.uint8))
+    get_format(part_format).import_library()
 
 
 @dataclass(slots=True)
@@ -91,6 +100,14 @@ class VideoResult:
     error: VideoDecodeError | None = None
     done: bool = False
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, pts, frame_index) in frame order: the chunks of a video that several
+        decoders shared (segments) arrive interleaved."""
+        frame_index = np.concatenate(self.frame_index)
+        order = np.argsort(frame_index, kind="stable")
+        features, pts = np.concatenate(self.features), np.concatenate(self.pts)
+        return features[order], pts[order], frame_index[order]
+
 
 @dataclass(slots=True)
 class RunStats:
@@ -98,30 +115,47 @@ class RunStats:
     seeks: int = 0
     targets: int = 0
     model_s: float = 0.0
+    segments: int = 0  # decode jobs that presented frames (each segment of a split video)
 
 
 def _decode_worker(
     slot: int,
+    segment: tuple[int, int],
     v: VideoInput,
     sampling: SamplingConfig,
     timeout_s: float,
     geometry: Geometry,
     out: queue.Queue[Any],
 ) -> None:
-    """Runs in a decode thread: has a sandboxed child decode the video, pushes its frame
-    chunks, then a final 'done' or 'error'."""
+    """Runs in a decode thread: has a sandboxed child decode one segment of the video, pushes
+    its frame chunks, then a final 'done' or 'error'."""
     decoder = POOL.acquire()
     try:
         index, sha256, report = decoder.decode(
-            v.path, sampling, geometry, timeout_s, lambda chunk: out.put(("frames", slot, chunk))
+            v.path,
+            sampling,
+            geometry,
+            timeout_s,
+            lambda chunk: out.put(("frames", slot, chunk)),
+            segment,
         )
-        out.put(("done", slot, (index, sha256, report)))
+        out.put(("done", slot, (index, sha256, report, segment[0])))
     except VideoDecodeError as e:
         out.put(("error", slot, e))
     except Exception as e:  # a bug or an exotic failure must still be recorded, not lost
         out.put(("error", slot, VideoDecodeError("error", f"{v.path}: {type(e).__name__}: {e}")))
     finally:
         POOL.release(decoder)
+
+
+def segments_per_video(n_videos: int, decode_threads: int, video: VideoInput) -> int:
+    """How many decoders share one video: all of them when the part has fewer videos than
+    decoders (a long video would otherwise keep one core busy and the others idle). Each
+    decoder decides from the video's frame index whether its segment pays
+    (vidfeat/pipeline/segments.py); a remote video is not split (each would download it)."""
+    if is_remote(video.path) or n_videos >= decode_threads:
+        return 1
+    return -(-decode_threads // n_videos)
 
 
 def run_videos(
@@ -138,6 +172,15 @@ def run_videos(
     p = backbone.preprocess
     geometry = Geometry(p.resize_size, p.input_size, p.interpolation)
     results = [VideoResult(v) for v in videos]
+    jobs = [
+        (slot, (j, k))
+        for slot, v in enumerate(videos)
+        for k in [segments_per_video(len(videos), decode_threads, v)]
+        for j in range(k)
+    ]
+    open_segments = [0] * len(videos)
+    for slot, _ in jobs:
+        open_segments[slot] += 1
     # Bounded: decoders wait when inference falls behind, so memory stays flat.
     q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
     stats = RunStats()
@@ -165,10 +208,11 @@ def run_videos(
         pending, pending_rows = [], 0
 
     with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
-        for slot, v in enumerate(videos):
-            pool.submit(_decode_worker, slot, v, sampling, timeout_s, geometry, q)
+        for slot, segment in jobs:
+            v = videos[slot]
+            pool.submit(_decode_worker, slot, segment, v, sampling, timeout_s, geometry, q)
         finished = 0
-        while finished < len(videos):
+        while finished < len(jobs):
             try:  # inference never idles while frames are waiting
                 kind, slot, payload = q.get(timeout=0.0 if pending else None)
             except queue.Empty:
@@ -179,15 +223,20 @@ def run_videos(
                 pending_rows += len(payload.frames)
                 if pending_rows >= batch_size:
                     flush()
-            else:
-                finished += 1
-                if kind == "done":
-                    results[slot].index, results[slot].sha256, report = payload
-                    results[slot].done = True
-                    stats.seeks += report.seeks
-                    stats.targets += report.targets
-                else:
-                    results[slot].error = payload
+                continue
+            finished += 1
+            open_segments[slot] -= 1
+            r = results[slot]
+            if kind == "done":
+                index, sha256, report, segment = payload
+                if segment == 0:
+                    r.index, r.sha256 = index, sha256
+                stats.seeks += report.seeks
+                stats.targets += report.targets
+                stats.segments += report.targets > 0
+            elif r.error is None:  # the first failing segment's reason is the video's
+                r.error = payload
+            r.done = open_segments[slot] == 0 and r.error is None
         flush()
     return results, stats
 
@@ -205,30 +254,12 @@ class Extracted:
 VideoOutcome = Extracted | FailureRecord
 
 
-@dataclass(frozen=True, slots=True)
-class PartSummary:
-    """What a part task returns to the client: counts and timings, never rows."""
-
-    part_id: str
-    won: bool  # False: another attempt committed this part first
-    videos: int
-    rows: int
-    failures: tuple[FailureRecord, ...]
-    frames: int  # frames through the backbone
-    seeks: int
-    targets: int  # rows asked of the decoders
-    model_s: float
-    wall_s: float
-    worker_rss_mib: float  # peak resident memory of this worker process
-    decoder_rss_mib: float  # and of its largest decoder child
-
-
 def _outcome(r: VideoResult) -> VideoOutcome:
     v = r.video
     if r.error is not None or r.index is None:
         err = r.error or VideoDecodeError("error", f"{v.path}: no result")
         return FailureRecord(v.video_id, v.path, err.kind, err.message, v.size, v.mtime_ns, v.label)
-    values = np.concatenate(r.features)
+    values, pts, frame_index = r.rows()
     ix = r.index
     width, height = ix.display_size
     record = VideoRecord(
@@ -246,7 +277,7 @@ def _outcome(r: VideoResult) -> VideoOutcome:
         height=height,
         codec=ix.codec,
     )
-    return Extracted(record, values, np.concatenate(r.pts), np.concatenate(r.frame_index))
+    return Extracted(record, values, pts, frame_index)
 
 
 def extract_videos(task: PartTask, backbone: Backbone) -> tuple[list[VideoOutcome], RunStats]:

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 from vidfeat.config import ExtractConfig
 from vidfeat.errors import ExtractError, StoreError
 from vidfeat.pipeline.discovery import VideoInput, discover
-from vidfeat.pipeline.engine import PartSummary, PartTask, run_part
 from vidfeat.pipeline.resume import plan_videos
+from vidfeat.pipeline.tasks import PartSummary, PartTask, prepare_worker, run_part
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 
 
@@ -66,8 +67,6 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
     """Load the backbone and start the decoders on every worker now, in parallel, and return
     what the backbone is. The workers' own description makes the feature set's identity: the
     weights they really have, the precision their device really runs."""
-    from vidfeat.pipeline.engine import prepare_worker
-
     try:
         client.wait_for_workers(1, timeout=cfg.worker_wait_s)
     except TimeoutError:
@@ -76,7 +75,12 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             "Start workers (dask worker ADDRESS) or check the address."
         ) from None
     described: dict[str, dict[str, Any]] = client.run(
-        prepare_worker, cfg.backbone, cfg.decode_threads, torch_threads
+        prepare_worker,
+        cfg.backbone,
+        cfg.decode_threads,
+        torch_threads,
+        cfg.format,
+        cfg.scheduler is None,
     )
     distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
     if len(distinct) > 1:
@@ -130,15 +134,54 @@ _NANNY_ENV_UNSET = (
 )
 
 
-@contextmanager
-def _client(cfg: ExtractConfig) -> Iterator[Any]:
-    import dask
-    from dask.distributed import Client, LocalCluster
+class _Cluster:
+    """The Dask client (and the LocalCluster behind it, without --scheduler), started in a
+    thread as soon as a run begins, so that workers start while the inputs are discovered and
+    checked against the store; and closed in a thread while the catalog snapshot is written."""
 
-    if cfg.scheduler:
-        with Client(cfg.scheduler, timeout="30s") as client:
-            yield client
-        return
+    def __init__(self, cfg: ExtractConfig) -> None:
+        self._cfg = cfg
+        self._cluster: Any = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-cluster")
+        self._started = self._pool.submit(self._start)
+        self._closed: Future[None] | None = None
+
+    def client(self) -> Any:
+        """The connected client (waits for the start)."""
+        return self._started.result()
+
+    def close(self) -> None:
+        """Begin closing, if not begun: parts in flight are cancelled by the close."""
+        if self._closed is None:
+            self._closed = self._pool.submit(self._close)
+
+    def wait_closed(self) -> None:
+        self.close()
+        assert self._closed is not None
+        self._closed.result()
+        self._pool.shutdown()
+
+    def _start(self) -> Any:
+        from dask.distributed import Client
+
+        cfg = self._cfg
+        if cfg.scheduler:
+            return Client(cfg.scheduler, timeout="30s")
+        self._cluster = _local_cluster(cfg.workers)
+        return Client(self._cluster)
+
+    def _close(self) -> None:
+        if self._started.exception() is not None:
+            return  # nothing started; the start's error is raised by client()
+        self._started.result().close()
+        if self._cluster is not None:
+            self._cluster.close(timeout=15)  # a worker stuck in a part must not hold up Ctrl-C
+
+
+def _local_cluster(workers: int) -> Any:
+    import dask
+    from dask.distributed import LocalCluster
+
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 and OMP/MKL/OpenBLAS
     # threads = 1. vidfeat sizes torch's threads itself (prepare_worker), and that malloc
     # setting halved CPU inference here (vidfeat/runtime.py), so workers start without them.
@@ -150,7 +193,7 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
     user_arena_max = os.environ.get("MALLOC_ARENA_MAX")
     with dask.config.set(environ):
         cluster = LocalCluster(
-            n_workers=cfg.workers,
+            n_workers=workers,
             # One part at a time per process; its decoders run alongside the model. Two
             # parts at once (overlapping one's decoding with the other's inference) measured
             # 0.92x as fast on 2 cores: more decoders competing with torch's threads.
@@ -161,11 +204,16 @@ def _client(cfg: ExtractConfig) -> Iterator[Any]:
         )
     if user_arena_max is None:  # the nanny set it in this process too, for its children
         os.environ.pop("MALLOC_ARENA_MAX", None)
+    return cluster
+
+
+@contextmanager
+def _cluster(cfg: ExtractConfig) -> Iterator[_Cluster]:
+    cluster = _Cluster(cfg)
     try:
-        with Client(cluster) as client:
-            yield client
+        yield cluster
     finally:
-        cluster.close(timeout=15)  # a worker stuck in a part must not hold up Ctrl-C
+        cluster.wait_closed()
 
 
 def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
@@ -180,15 +228,16 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
     """
     show = cfg.progress if progress is None else progress
     start = time.perf_counter()
-    videos = discover(cfg.inputs, cfg.label_from)
-    store = open_store(cfg.store, mode="a")
     cores = os.cpu_count() or 1
     torch_threads = max(1, cores // cfg.workers) if cfg.scheduler is None else None
-    with _client(cfg) as client:
+    with _cluster(cfg) as cluster:
+        videos = discover(cfg.inputs, cfg.label_from)
+        store = open_store(cfg.store, mode="a")
         from rich.console import Console
 
         status = Console(stderr=True).status("starting workers: backbone, decoders")
         with status if show else contextlib.nullcontext():
+            client = cluster.client()
             spec = _spec(cfg, _prepare_workers(client, cfg, torch_threads))
         if show:
             Console(stderr=True).print(
@@ -208,6 +257,7 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         report.parts = len(parts)
         if parts:
             _run(client, cfg, fset, parts, report, show, torch_threads, store.version >= 2)
+        cluster.close()  # the workers go while the snapshot is written
         _snapshot(store.version, fset, report)
     report.wall_s = time.perf_counter() - start
     # --strict is about the inputs: failures recorded by earlier runs count too. Inputs this

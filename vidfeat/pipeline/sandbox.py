@@ -103,14 +103,17 @@ class DecoderProcess:
         geometry: Any,
         timeout_s: float,
         on_chunk: Callable[[Any], None],
+        segment: tuple[int, int] = (0, 1),
     ) -> Any:
         """Decode one video in the child: ``on_chunk`` gets each DecodedChunk; returns
-        (index, sha256, DecodeReport). Failures, crashes and hangs raise VideoDecodeError."""
+        (index, sha256, DecodeReport). ``segment`` (j, k): only the targets of segment j of k
+        (vidfeat/pipeline/segments.py); the sha256 comes from segment 0, the others return "".
+        Failures, crashes and hangs raise VideoDecodeError."""
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         finished = False
         try:
-            _write(proc.stdin, (path, sampling, geometry, timeout_s))
+            _write(proc.stdin, (path, sampling, geometry, timeout_s, segment))
             while True:
                 # Silence, not total time: waiting on a busy model (on_chunk blocks when the
                 # queue is full) must not count against the decoder.
@@ -239,6 +242,7 @@ def _serve() -> None:
     from vidfeat.hashing import file_sha256
     from vidfeat.pipeline.decode import DecodeReport, decode_selected, probe
     from vidfeat.pipeline.sampling import select_frames
+    from vidfeat.pipeline.segments import split_targets
 
     # Lowest CPU priority, so that on a CPU-bound worker the decoders yield to torch's
     # threads: a preempted torch thread stalls a whole parallel region at its barrier.
@@ -254,7 +258,8 @@ def _serve() -> None:
         header = stdin.read(_HEADER.size)
         if len(header) < _HEADER.size:
             return
-        path, sampling, geometry, timeout_s = pickle.loads(stdin.read(_HEADER.unpack(header)[0]))
+        request = pickle.loads(stdin.read(_HEADER.unpack(header)[0]))
+        path, sampling, geometry, timeout_s, (segment, parts) = request
         if crash_on and crash_on in path:
             os.kill(os.getpid(), signal.SIGSEGV)
         if hang_on and hang_on in path:
@@ -264,6 +269,16 @@ def _serve() -> None:
             with _local_file(path) as local:
                 index = probe(local)
                 selected = select_frames(index.seconds, index.end_s, sampling)
+                if parts > 1:  # an ordinal index cannot seek: segment 0 decodes it all
+                    segments = (
+                        [selected]
+                        if index.ordinal
+                        else split_targets(selected, index.pts, index.seek_pts, parts)
+                    )
+                    selected = segments[segment] if segment < len(segments) else selected[:0]
+                if segment > 0 and len(selected) == 0:
+                    _write(stdout, ("done", (index, "", 0.0, DecodeReport())))
+                    continue
                 # The budget is CPU time spent decoding: time blocked on a full pipe (a busy
                 # model downstream) does not count. A decoder stuck inside C is the parent's
                 # to kill.
@@ -277,7 +292,8 @@ def _serve() -> None:
                     _write(stdout, ("frames", chunk))
                 rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 index = index.with_rotation(report.rotation)
-                _write(stdout, ("done", (index, file_sha256(local), rss_mib, report)))
+                sha256 = file_sha256(local) if segment == 0 else ""
+                _write(stdout, ("done", (index, sha256, rss_mib, report)))
         except VideoDecodeError as e:
             _write(stdout, ("error", (e.kind, e.message)))
         except Exception as e:  # a bug or an exotic failure must still be recorded

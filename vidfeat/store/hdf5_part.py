@@ -119,5 +119,6 @@ class Hdf5Format(PartFormat):
     name = "hdf5"
     suffix = ".h5"
     compressions = (None, "lzf", "gzip")
+    library = "h5py"
     sink = _Hdf5Sink
     reader = _Hdf5Reader

@@ -10,6 +10,7 @@ shards from the writer's bounded row buffer, the small arrays at the end. The fa
 
 from __future__ import annotations
 
+import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -206,6 +207,7 @@ class PartFormat:
     name: str
     suffix: str
     compressions: tuple[str | None, ...]
+    library: str  # the Python package that reads and writes it
     sink: Callable[[Path, int, np.dtype[Any], str | None], PartSink]
     reader: Callable[[Path], PartReader]
 
@@ -225,3 +227,8 @@ class PartFormat:
 
     def open(self, path: Path) -> PartReader:
         return type(self).reader(path)
+
+    def import_library(self) -> None:
+        """Import the library that writes this format now (a worker does it while its
+        backbone warms up, not in its first part)."""
+        importlib.import_module(self.library)

@@ -167,5 +167,6 @@ class ZarrFormat(PartFormat):
     name = "zarr"
     suffix = ".zarr"
     compressions = (None, "zstd")
+    library = "zarr"
     sink = _ZarrSink
     reader = _ZarrReader
