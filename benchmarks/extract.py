@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -362,13 +363,17 @@ BEFORE = {
 }
 
 
-def _wall(command: list[str]) -> float:
+def _wall(command: list[str], source: Path | None = None) -> float:
+    """Wall time of ``command``; ``source``: import vidfeat from that source tree instead."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
-def _vidfeat_run(paths: list[Path], args: list[str], work: Path) -> tuple[float, dict]:
+def _vidfeat_run(
+    paths: list[Path], args: list[str], work: Path, source: Path | None = None
+) -> tuple[float, dict]:
     """Whole-process wall time of `vidfeat extract --workers 1` on ``paths`` (fresh store)."""
     folder = work / "inputs"
     shutil.rmtree(folder, ignore_errors=True)
@@ -381,7 +386,7 @@ def _vidfeat_run(paths: list[Path], args: list[str], work: Path) -> tuple[float,
     command = [cli, "extract", str(folder), "-s", str(work / "store")]
     command += ["--backbone", BACKBONE, "--device", "cpu", "--workers", "1", "-q"]
     command += ["--label-from", "none", "--report", str(report), *args]
-    wall = _wall(command)
+    wall = _wall(command, source)
     return wall, json.loads(report.read_text())
 
 
@@ -397,7 +402,9 @@ def _load_only() -> float:
     return _wall([sys.executable, "-c", code])
 
 
-def peer_comparison(cache: Path, rounds: int, work: Path) -> bool:
+def peer_comparison(cache: Path, rounds: int, work: Path, before: Path | None) -> bool:
+    """``before``: a source tree of an older vidfeat (a git worktree), measured in the same
+    rounds for the before/after columns; without it the issue's figures are printed."""
     workloads = [
         ("ucf16", "8 UCF-like .avi clips, 16 frames each", 1.3),
         ("kinetics16", "4 Kinetics-like 10 s clips, 16 frames each", 1.3),
@@ -417,16 +424,28 @@ def peer_comparison(cache: Path, rounds: int, work: Path) -> bool:
         "long_fps1": ([long_video(cache, 3.0)], ["--fps", "1"]),
     }
     walls: dict[str, list[tuple[float, float]]] = {k: [] for k, _, _ in workloads}
+    old_walls: dict[str, list[float]] = {k: [] for k, _, _ in workloads}
     tiny: list[tuple[float, float, float]] = []  # (wall, workers_ready_s, load-only wall)
+    old_tiny: list[tuple[float, float]] = []  # (wall, workers_ready_s) of ``before``
     for r in range(rounds):
         print(f"  round {r + 1}/{rounds}", flush=True)
         wall, report = _vidfeat_run(ucf[:4], ["--frames", "4"], work)
         tiny.append((wall, report["workers_ready_s"], _load_only()))
+        if before:
+            wall, report = _vidfeat_run(ucf[:4], ["--frames", "4"], work, before)
+            old_tiny.append((wall, report["workers_ready_s"]))
         for key, _, _ in workloads:
             paths, args = inputs[key]
             ours = _vidfeat_run(paths, args, work)[0]
             walls[key].append((ours, _peer_run(paths, args)))
+            if before:
+                old_walls[key].append(_vidfeat_run(paths, args, work, before)[0])
     print(f"backbone {BACKBONE}, CPU float32, --workers 1, {rounds} interleaved rounds (medians)")
+    print(
+        f"before: {before} measured in the same rounds"
+        if before
+        else "before: the issue's figures (#19: ResNet-50, an earlier day)"
+    )
     print("| workload | vidfeat before | peer before | before | vidfeat now | peer now | now |")
     print("|---|---|---|---|---|---|---|")
     ok = True
@@ -435,6 +454,8 @@ def peer_comparison(cache: Path, rounds: int, work: Path) -> bool:
         peer = statistics.median(p for _, p in walls[key])
         ratio = statistics.median(p / w for w, p in walls[key])
         old_ours, old_peer = BEFORE[key]
+        if before:
+            old_ours, old_peer = statistics.median(old_walls[key]), peer
         passed = ratio >= target
         ok &= passed
         print(
@@ -451,6 +472,12 @@ def peer_comparison(cache: Path, rounds: int, work: Path) -> bool:
         f"{load:.2f} s = {ratio:.2f}x [<= 1.6: {'PASS' if ratio <= 1.6 else 'MISS'}]; "
         f"workers_ready_s {ready:.2f} [<= 1.5: {'PASS' if ready <= 1.5 else 'MISS'}]"
     )
+    if old_tiny:
+        old_wall = statistics.median(t[0] for t in old_tiny)
+        print(
+            f"  before: wall {old_wall:.2f} s = {old_wall / load:.2f}x, workers_ready_s "
+            f"{statistics.median(t[1] for t in old_tiny):.2f}"
+        )
     return ok
 
 
@@ -462,6 +489,7 @@ def main() -> None:
     ap.add_argument("--no-long", action="store_true", help="skip the 1080p 10-minute video")
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     ap.add_argument("--peer", action="store_true", help="against the popular extractor only")
+    ap.add_argument("--before", type=Path, help="with --peer: an older vidfeat source tree too")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement
     args = ap.parse_args()
     if args.measure:
@@ -471,7 +499,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vidfeat-bench-extract-"))
     if args.peer:
         try:
-            ok = peer_comparison(cache, args.rounds if args.rounds != 5 else 3, work)
+            rounds = args.rounds if args.rounds != 5 else 3
+            ok = peer_comparison(cache, rounds, work, args.before)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print("all targets met" if ok else "some targets missed")

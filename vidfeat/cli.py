@@ -327,7 +327,12 @@ def extract(
         "recipe, torchvision's V1 / timm's default).",
     ),
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
-    precision: str | None = typer.Option(None, help="auto, float32, bfloat16 or float16."),
+    precision: str | None = typer.Option(
+        None,
+        help="auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16 or float16. "
+        "bfloat16 pays only with bf16 units (GPUs, CPUs with AMX / AVX512-BF16); elsewhere it "
+        "is emulated and several times slower (docs/performance.md).",
+    ),
     batch_size: int | None = typer.Option(
         None, help="Frames per backbone batch (default 16 CPU, 128 CUDA)."
     ),

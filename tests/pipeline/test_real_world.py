@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,3 +224,42 @@ def test_cut_raw_and_ts_files_that_end_early_are_truncated(
         with pytest.raises(VideoDecodeError) as err:
             probe(str(tmp_path / f"head-{name}"))
         assert err.value.kind in ("truncated", "zero_frames"), err.value
+
+
+@pytest.mark.parametrize("name", real_world.ALL)
+def test_segments_for_separate_decoders_present_the_frames_of_one_decode(
+    files: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video shared by several decoders (vidfeat/pipeline/segments.py): each segment seeks
+    to its own keyframe, and together they present exactly the frames, pts and pixels of one
+    decoder going through, on B-pyramids, open GOPs, edit lists, MPEG-TS and VFR alike. Streams
+    that cannot seek (ordinal indexes) and single-GOP files stay whole."""
+    from vidfeat.pipeline.sandbox import DecoderProcess
+
+    monkeypatch.setenv("VIDFEAT_MIN_SEGMENT_FRAMES", "6")  # the fixtures are 60 frames long
+    sampling = SamplingConfig(mode="stride", stride=4)
+    decoder = DecoderProcess()  # started now: its child sees the variable
+
+    def run(segment: tuple[int, int]) -> tuple[list[Any], str]:
+        chunks: list[Any] = []
+        _, sha256, _ = decoder.decode(
+            str(files[name]), sampling, GEOMETRY, 60, chunks.append, segment
+        )
+        return chunks, sha256
+
+    try:
+        whole, sha256 = run((0, 1))
+        segments = [run((j, 3)) for j in range(3)]
+    finally:
+        decoder.close()
+    index = probe(str(files[name]))
+    together = [c for chunks, _ in segments for c in chunks]
+    for key in ("frame_index", "pts_s", "frames"):
+        np.testing.assert_array_equal(
+            np.concatenate([getattr(c, key) for c in together]),
+            np.concatenate([getattr(c, key) for c in whole]),
+        )
+    used = sum(bool(chunks) for chunks, _ in segments)
+    splittable = not index.ordinal and len(index.seek_pts) > 1
+    assert used >= 2 if splittable else used == 1, (name, used)
+    assert [s for _, s in segments] == [sha256, "", ""]
