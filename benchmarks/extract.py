@@ -364,10 +364,11 @@ BEFORE = {
 
 
 def _wall(command: list[str], source: Path | None = None) -> float:
-    """Wall time of ``command``; ``source``: import vidfeat from that source tree instead."""
+    """Wall time of ``command``; ``source``: import vidfeat from that source tree instead. Run
+    from / so that no vidfeat folder in the working directory is imported by mistake."""
     env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env, cwd="/")
     return time.perf_counter() - start
 
 

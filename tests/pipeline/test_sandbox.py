@@ -106,3 +106,24 @@ def test_slow_decoding_hits_the_budget_but_waiting_on_the_model_does_not(
         assert sum(len(c.frames) for c in chunks) == 64
     finally:
         decoder.close()
+
+
+def test_the_child_imports_this_vidfeat_whatever_the_working_directory(
+    make_video: MakeVideo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a folder that holds another vidfeat (an old checkout), the decoder children
+    still run the parent's code, never the other one."""
+    other = tmp_path / "elsewhere" / "vidfeat"
+    (other / "pipeline").mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    (other / "pipeline" / "__init__.py").write_text("")
+    (other / "pipeline" / "sandbox.py").write_text("raise SystemExit(3)")
+    video = make_video(n=8)
+    monkeypatch.chdir(other.parent)
+    chunks: list[object] = []
+    decoder = DecoderProcess()
+    try:
+        decoder.decode(str(video), SamplingConfig(frames=2), GEOMETRY, 30.0, chunks.append)
+    finally:
+        decoder.close()
+    assert len(chunks) == 1

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from vidfeat.config import SamplingConfig
@@ -66,6 +66,15 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
     return b"".join(parts)
 
 
+# The folder this vidfeat is imported from: the child imports the same code as its parent.
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _child_environ() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([_IMPORT_ROOT, *([path] if path else [])])}
+
+
 class DecoderProcess:
     """One child decoder, one video at a time. Not thread-safe: one per decode slot."""
 
@@ -81,9 +90,12 @@ class DecoderProcess:
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "vidfeat.pipeline.sandbox"],
+                # -P: without the working directory on sys.path, where a folder named
+                # vidfeat (another checkout) would be imported instead of this one.
+                [sys.executable, "-P", "-m", "vidfeat.pipeline.sandbox"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env=_child_environ(),
             )
         return self._proc
 
