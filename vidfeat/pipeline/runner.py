@@ -171,10 +171,9 @@ class _Cluster:
         return Client(self._cluster)
 
     def _close(self) -> None:
-        if self._started.exception() is not None:
-            return  # nothing started; the start's error is raised by client()
-        self._started.result().close()
-        if self._cluster is not None:
+        if self._started.exception() is None:  # else the start's error is raised by client()
+            self._started.result().close()
+        if self._cluster is not None:  # also when the client failed to connect to it
             self._cluster.close(timeout=15)  # a worker stuck in a part must not hold up Ctrl-C
 
 
