@@ -50,10 +50,7 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
 
 
 def prepare_worker(
-    backbone: BackboneConfig,
-    decode_threads: int,
-    torch_threads: int | None,
-    part_format: str = "zarr",
+    backbone: BackboneConfig, torch_threads: int | None, part_format: str = "zarr"
 ) -> dict[str, Any]:
     """Run on every worker before the first part: size torch's threads, load the backbone, and
     warm it up in the background. Returns the backbone's description (the feature set's
@@ -61,7 +58,6 @@ def prepare_worker(
     (tasks.prepare_worker)."""
     import torch
 
-    POOL.warm(decode_threads)
     if torch_threads:
         torch.set_num_threads(torch_threads)
     model = get_backbone(backbone)

@@ -69,7 +69,7 @@ def prepare_worker(
         _exit_without_teardown()
     from vidfeat.pipeline import engine
 
-    return engine.prepare_worker(backbone, decode_threads, torch_threads, part_format)
+    return engine.prepare_worker(backbone, torch_threads, part_format)
 
 
 def _exit_without_teardown() -> None:
