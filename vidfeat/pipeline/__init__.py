@@ -8,7 +8,8 @@ from vidfeat.lazy import lazy_exports
 _PUBLIC = {
     **dict.fromkeys(["extract", "ExtractReport"], "vidfeat.pipeline.runner"),
     **dict.fromkeys(["discover", "VideoInput"], "vidfeat.pipeline.discovery"),
-    **dict.fromkeys(["PartSummary", "PartTask", "run_part"], "vidfeat.pipeline.tasks"),
+    **dict.fromkeys(["PartSummary", "PartTask"], "vidfeat.pipeline.tasks"),
+    "run_part": "vidfeat.pipeline.remote",
 }
 __all__ = list(_PUBLIC)
 __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

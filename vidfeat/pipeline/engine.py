@@ -55,7 +55,7 @@ def prepare_worker(
     """Run on every worker before the first part: size torch's threads, load the backbone, and
     warm it up in the background. Returns the backbone's description (the feature set's
     identity as this worker sees it). The decoder children are already starting
-    (tasks.prepare_worker)."""
+    (remote.prepare_worker)."""
     import torch
 
     if torch_threads:

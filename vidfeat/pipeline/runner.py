@@ -19,8 +19,9 @@ from typing import Any
 from vidfeat.config import ExtractConfig
 from vidfeat.errors import ExtractError, StoreError
 from vidfeat.pipeline.discovery import VideoInput, discover
+from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
-from vidfeat.pipeline.tasks import PartSummary, PartTask, prepare_worker, run_part
+from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 
 
