@@ -305,3 +305,20 @@ def test_cli_collision_and_non_video_inputs_create_nothing(dataset: Path, tmp_pa
     out = runner.invoke(app, ["extract", str(notes), "--store", str(store), "-q"])
     assert isinstance(out.exception, InputError) and "neither a video" in str(out.exception)
     assert not store.exists()
+
+
+def test_a_missing_input_fails_before_any_worker_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster starts while inputs are discovered; a typo must not wait for it (nor leave
+    a store behind)."""
+    from vidfeat.errors import InputError
+    from vidfeat.pipeline import runner
+
+    def no_cluster(cfg: ExtractConfig) -> None:
+        raise AssertionError("a cluster was started for a missing input")
+
+    monkeypatch.setattr(runner, "_Cluster", no_cluster)
+    with pytest.raises(InputError, match=r"Input not found: .*typo"):
+        extract(config(tmp_path / "typo", tmp_path / "store"))
+    assert not (tmp_path / "store").exists()

@@ -270,6 +270,29 @@ def _discover_url(url: str, label_from: str) -> list[VideoInput]:
         raise InputError(f"Cannot list input {url!r}: {e}") from None
 
 
+def _local_input(item: str) -> Path:
+    """The path of a local input, or InputError if it is no video, folder, glob or manifest.
+    Stats only, no listing: ``check_inputs`` runs it before anything slow starts."""
+    p = Path(item.removeprefix("file://"))
+    suffix = p.suffix.lower()
+    if p.is_file() and suffix not in VIDEO_EXTENSIONS and suffix not in MANIFEST_EXTENSIONS:
+        raise InputError(
+            f"{item}: neither a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) nor a manifest "
+            f"({', '.join(MANIFEST_EXTENSIONS)}). Rename it or leave it out."
+        )
+    if not (p.is_file() or p.is_dir() or p.is_symlink() or glob.has_magic(str(p))):
+        raise InputError(f"Input not found: {item!r} (not a file, folder, glob or manifest).")
+    return p
+
+
+def check_inputs(inputs: tuple[str, ...] | list[str]) -> None:
+    """Fail at once on a local input that does not exist (a typo must not wait for workers to
+    start); ``discover`` finds everything else."""
+    for item in inputs:
+        if not is_remote(item):
+            _local_input(item)
+
+
 def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> list[VideoInput]:
     """All videos named by ``inputs``, sorted by id. Two different files under one id are an
     error; the same file reached twice is one video."""
@@ -280,23 +303,18 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> l
             for v in _discover_url(item, label_from):
                 add(v)
             continue
+        p = _local_input(item)
         item = item.removeprefix("file://")
-        p = Path(item)
         if p.suffix.lower() in MANIFEST_EXTENSIONS and p.is_file():
             for v in read_manifest(p):
                 add(v)
-        elif p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS:
-            raise InputError(
-                f"{item}: neither a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) nor a manifest "
-                f"({', '.join(MANIFEST_EXTENSIONS)}). Rename it or leave it out."
-            )
         elif p.is_dir():
             for v in _walk(p.absolute(), label_from, item):
                 add(v)
         elif p.is_file() or p.is_symlink():
             vid, label = _id_and_label(p.absolute(), p.absolute().parent, label_from, item)
             add(VideoInput(vid, str(p), label, None, *_stat(str(p))))
-        elif glob.has_magic(item):
+        else:  # a glob (_local_input checked it)
             matches = sorted(glob.glob(item, recursive=True))
             root = Path(os.path.commonpath(matches)) if matches else Path(".")
             root = root.parent if root.is_file() else root
@@ -307,8 +325,6 @@ def discover(inputs: tuple[str, ...] | list[str], label_from: str = "auto") -> l
                     add(VideoInput(vid, m, label, None, *_stat(m)))
             if not matches:
                 raise InputError(f"Glob {item!r} matches no files.")
-        else:
-            raise InputError(f"Input not found: {item!r} (not a file, folder, glob or manifest).")
     if not found.videos:
         raise InputError(
             f"No videos found in {', '.join(inputs)} "

@@ -18,7 +18,7 @@ from typing import Any
 
 from vidfeat.config import ExtractConfig
 from vidfeat.errors import ExtractError, StoreError
-from vidfeat.pipeline.discovery import VideoInput, discover
+from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
 from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
 from vidfeat.pipeline.tasks import PartSummary, PartTask
@@ -230,6 +230,7 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
     start = time.perf_counter()
     cores = os.cpu_count() or 1
     torch_threads = max(1, cores // cfg.workers) if cfg.scheduler is None else None
+    check_inputs(cfg.inputs)
     with _cluster(cfg) as cluster:
         videos = discover(cfg.inputs, cfg.label_from)
         store = open_store(cfg.store, mode="a")
