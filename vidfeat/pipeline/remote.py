@@ -41,9 +41,9 @@ def prepare_worker(
 
 def _exit_without_teardown() -> None:
     """When this worker process exits (its nanny closed it; every part it ran is committed
-    or abandoned by then), skip the interpreter's teardown: with torch and timm loaded it
-    took 0.9-1.7 s of every run's close here, and nothing in it is needed. Registered last,
-    the handler runs first; the exit status becomes 0."""
+    or abandoned by then), skip the interpreter's teardown: with torch and timm loaded it is
+    most of the cluster's close (docs/performance.md), and nothing in it is needed. Registered
+    last, the handler runs first; the exit status becomes 0."""
     import atexit
     import os
     import sys
