@@ -25,6 +25,11 @@ def _cell(text: str | None) -> str:
     return " ".join((text or "").split()).replace("|", "\\|")
 
 
+def _arg_usage(arg: Any) -> str:
+    name = (arg.name or "").upper() + ("..." if arg.nargs == -1 else "")
+    return name if arg.required else f"[{name}]"
+
+
 def reference() -> str:
     group: Any = typer.main.get_command(app)  # Typer vendors click: duck-typed below
     out = []
@@ -32,9 +37,7 @@ def reference() -> str:
         args = [p for p in cmd.params if p.param_type_name == "argument"]
         opts = [p for p in cmd.params if p.param_type_name == "option" and p.name != "help"]
         usage = " ".join(
-            [f"vidfeat {name}"]
-            + [(a.name or "").upper() + ("..." if a.nargs == -1 else "") for a in args]
-            + (["[OPTIONS]"] if opts else [])
+            [f"vidfeat {name}"] + [_arg_usage(a) for a in args] + (["[OPTIONS]"] if opts else [])
         )
         out += [f"### `vidfeat {name}`", "", _cell(cmd.help).split(". ")[0].rstrip(".") + ".", ""]
         out += ["```text", usage, "```", ""]

@@ -7,11 +7,14 @@ Any VidfeatError becomes ``error: …`` on stderr and exit code 1; bad flags exi
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from vidfeat import __version__
 from vidfeat.errors import VidfeatError
@@ -20,8 +23,33 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="vidfeat: extract video features into a shared store, then train temporal heads.",
 )
+
+
+class _Command(TyperCommand):
+    """Help without typer's type markers where they mislead: a flag takes no value (no
+    ``<bool>``), and the usage line names arguments as ``STORE [FEATURESET]``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                name = (p.name or "").upper() + ("..." if p.nargs != 1 else "")
+                pieces.append(name if p.required else f"[{name}]")
+        return pieces
+
+
+def command(name: str | None = None) -> Callable[[Any], Any]:
+    return app.command(name, cls=_Command)
 
 
 def _version(value: bool) -> None:
@@ -47,18 +75,45 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def _readable(value: Any) -> str:
+    """A value as a person reads it: no ``None``, quotes or braces."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_readable(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple):
+        return ", ".join(_readable(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A table that never cuts a cell: a rich table on a terminal wide enough for it, else
+    (piped, or too narrow) plain columns that ``grep`` and ``awk`` read."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(*headers)
-    for row in rows:
-        table.add_row(*(str(c) for c in row))
-    Console().print(table)
+    cells = [[_readable(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    console = Console()
+    if console.is_terminal and sum(widths) + 3 * len(widths) + 1 <= console.width:
+        table = Table(*headers)
+        for row in cells:
+            table.add_row(*(Text(c) for c in row))  # Text: a '[' in a name is not markup
+        console.print(table)
+        return
+    for line in [headers, *cells]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _print_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2))
 
 
 # ------------------------------------------------------------------------------ datasets
-@app.command()
+@command()
 def synth(
     out: Path = typer.Argument(..., help="Folder to write OUT/<class>/<video>.<ext>."),
     classes: int = typer.Option(4, help="Number of classes (2-8)."),
@@ -83,67 +138,84 @@ def synth(
 
 
 # ------------------------------------------------------------------------------ store
-@app.command("ls")
-def ls_(store: str = typer.Argument(..., help="Store folder or URL.")) -> None:
+@command("ls")
+def ls_(
+    store: str = typer.Argument(..., help="Store folder or URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List feature sets: backbone, sampling, videos, rows, failures, size."""
+    from dataclasses import asdict
+
     from vidfeat.store import open_store, summarize
 
     st = open_store(store, mode="r")
-    rows = []
-    for name in st.featuresets():
-        s = summarize(st.get_featureset(name))
-        rows.append(
-            [
-                s.name,
-                s.backbone,
-                s.sampling,
-                s.videos,
-                s.rows,
-                s.failures,
-                _human_bytes(s.bytes_on_disk),
-            ]
-        )
-    if not rows:
+    summaries = [summarize(st.get_featureset(name)) for name in st.featuresets()]
+    if as_json:
+        _print_json([asdict(s) for s in summaries])
+        return
+    if not summaries:
         typer.echo(f"no feature sets in {st.url}")
         return
+    rows = [
+        [
+            s.name,
+            s.backbone,
+            s.sampling,
+            s.videos,
+            s.rows,
+            s.failures,
+            _human_bytes(s.bytes_on_disk),
+        ]
+        for s in summaries
+    ]
     _print_table(["name", "backbone", "sampling", "videos", "rows", "failures", "size"], rows)
 
 
-@app.command()
+FAILURES_SHOWN_PER_KIND = 3
+
+
+@command()
 def info(
     store: str = typer.Argument(..., help="Store folder or URL."),
     name: str = typer.Argument(..., help="Feature set name."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show a feature set's full spec, counts, failures by kind and size on disk."""
+    """Show a feature set's full spec, counts, failures (a few reasons per kind) and size."""
     from dataclasses import asdict
 
     from vidfeat.store import open_store, summarize
 
     fset = open_store(store, mode="r").get_featureset(name)
     s = summarize(fset)
+    failures = fset.catalog().failures()
     doc: dict[str, Any] = {
         "name": name,
         "config_hash": fset.spec.config_hash(),
         "spec": fset.spec.to_json(),
     }
     doc |= {k: v for k, v in asdict(s).items() if k != "name"}
-    doc["failures_list"] = [f.to_json() for f in fset.catalog().failures()]
+    doc["failures_list"] = [f.to_json() for f in failures]
     if as_json:
-        typer.echo(json.dumps(doc, indent=2))
+        _print_json(doc)
         return
-    for key in ("name", "config_hash"):
-        typer.echo(f"{key}: {doc[key]}")
+    typer.echo(f"name: {name}")
+    typer.echo(f"config hash: {doc['config_hash']}")
     typer.echo("spec:")
     for k, v in doc["spec"].items():
-        typer.echo(f"  {k}: {v}")
+        typer.echo(f"  {k.replace('_', ' ')}: {_readable(v)}")
     typer.echo(f"videos: {s.videos}  rows: {s.rows}  parts: {s.parts}  failures: {s.failures}")
     for kind, n in sorted(s.failures_by_kind.items()):
         typer.echo(f"  {kind}: {n}")
+        of_kind = [f for f in failures if f.kind == kind]
+        for f in of_kind[:FAILURES_SHOWN_PER_KIND]:
+            typer.echo(f"    {f.video_id}: {f.message}")
+        if len(of_kind) > FAILURES_SHOWN_PER_KIND:
+            more = len(of_kind) - FAILURES_SHOWN_PER_KIND
+            typer.echo(f"    … and {more} more (--json lists all)")
     typer.echo(f"size on disk: {_human_bytes(s.bytes_on_disk)}")
 
 
-@app.command()
+@command()
 def verify(
     store: str = typer.Argument(..., help="Store folder or URL."),
     name: str | None = typer.Argument(None, help="Feature set (default: all)."),
@@ -172,7 +244,7 @@ def verify(
     typer.echo("ok: no problems found")
 
 
-@app.command()
+@command()
 def compact(
     store: str = typer.Argument(..., help="Store folder or URL."),
     name: str | None = typer.Argument(None, help="Feature set (default: all)."),
@@ -199,7 +271,7 @@ def compact(
         typer.echo(f"upgraded {st.url} from store format {before} to {st.version}")
 
 
-@app.command()
+@command()
 def gc(
     store: str = typer.Argument(..., help="Store folder or URL."),
     older_than: str = typer.Option("24h", help="Only remove leftovers older than this."),
@@ -215,6 +287,29 @@ def gc(
     for r in removed:
         typer.echo(f"{verb} {r}")
     typer.echo(f"{verb} {len(removed)} leftover(s)")
+
+
+@command("rm")
+def rm_(
+    store: str = typer.Argument(..., help="Store folder or URL."),
+    name: str = typer.Argument(..., help="Feature set to delete, with all its data."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a feature set (refused while an extract writes to it)."""
+    from vidfeat.errors import ConfigError
+    from vidfeat.store import open_store, remove_featureset, summarize
+
+    st = open_store(store, mode="r")
+    s = summarize(st.get_featureset(name))
+    what = f"feature set {name} ({s.videos} videos, {_human_bytes(s.bytes_on_disk)}) from {st.url}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"Not removing {what} without confirmation: pass --yes.")
+        if not typer.confirm(f"Remove {what}?"):
+            typer.echo("nothing removed")
+            raise typer.Exit(1)
+    remove_featureset(st, name)
+    typer.echo(f"removed {what}")
 
 
 # ------------------------------------------------------------------------------ extract
@@ -245,6 +340,7 @@ _EXTRACT_KEYS = {
     "decode_threads",
     "videos_per_part",
     "timeout",
+    "connect_timeout",
 }
 
 
@@ -293,10 +389,11 @@ def build_extract_config(values: dict[str, Any]) -> Any:
         decode_threads=values.get("decode_threads") or 2,
         videos_per_part=values.get("videos_per_part"),
         timeout_s=values.get("timeout") or 600.0,
+        connect_timeout_s=values.get("connect_timeout") or 30.0,
     )
 
 
-@app.command()
+@command()
 def extract(
     inputs: list[str] | None = typer.Argument(
         None, help="Video files, folders, globs, CSV/JSONL manifests."
@@ -338,6 +435,9 @@ def extract(
     ),
     workers: int | None = typer.Option(None, help="Local Dask worker processes (default 1)."),
     scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler."),
+    connect_timeout: float | None = typer.Option(
+        None, help="Seconds to try reaching --scheduler (default 30)."
+    ),
     label_from: str | None = typer.Option(
         None,
         help="auto (default: a manifest's labels; for folders, the class subfolder's name, "
@@ -430,7 +530,7 @@ def _train_config(
     return build(TrainConfig, {"store": store, "featureset": featureset, **merged})
 
 
-@app.command("train")
+@command("train")
 def train_cmd(
     store: str = typer.Argument(..., help="Feature store."),
     featureset: str | None = typer.Argument(
@@ -449,12 +549,24 @@ def train_cmd(
     batch_size: int | None = typer.Option(None, help="Clips per batch (default 32)."),
     lr: float | None = typer.Option(None, help="AdamW learning rate (default 1e-3)."),
     weight_decay: float | None = typer.Option(None, help="AdamW weight decay (default 0.01)."),
+    warmup_epochs: int | None = typer.Option(
+        None, help="Epochs of linear learning-rate warmup (default 1)."
+    ),
+    schedule: str | None = typer.Option(
+        None, help="Learning rate after warmup: cosine (default, decays to 0) or constant."
+    ),
+    grad_clip: float | None = typer.Option(
+        None, help="Clip the gradient norm to this (default 1.0)."
+    ),
+    attention_heads: int | None = typer.Option(
+        None, help="Heads of the transformer head's attention (default 4)."
+    ),
     label_smoothing: float | None = typer.Option(None, help="Label smoothing (default 0)."),
     class_weights: bool | None = typer.Option(
         None, "--class-weights", help="Weight classes by inverse frequency."
     ),
     patience: int | None = typer.Option(
-        None, help="Early-stopping patience in epochs (default 10)."
+        None, help="Early-stopping patience in epochs (default 10; 0: never stop early)."
     ),
     val_fraction: float | None = typer.Option(
         None, help="Validation fraction without split info (0.2)."
@@ -485,20 +597,47 @@ def train_cmd(
     from vidfeat.trainer.loop import train
 
     cfg = _train_config(store, featureset, values, config)
-    res = train(cfg, verbose=verbose)
+    try:
+        res = train(cfg, verbose=verbose)
+    except KeyboardInterrupt:
+        typer.echo("interrupted before the first epoch ended: nothing saved", err=True)
+        raise typer.Exit(130) from None
     m = res.metrics
     typer.echo(
         f"{cfg.head}: val top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  "
         f"macro-F1 {m['macro_f1']:.3f}  "
         f"(best epoch {res.best_epoch}, {res.seconds:.1f} s) → {res.run_dir}"
     )
+    if res.interrupted:
+        typer.echo(
+            f"interrupted after {m['epochs_run']} epoch(s): the best so far (epoch "
+            f"{res.best_epoch}) is saved in {res.run_dir}, marked interrupted",
+            err=True,
+        )
+        raise typer.Exit(130)
 
 
-@app.command()
-def runs(runs_dir: str = typer.Argument("runs", help="Runs folder.")) -> None:
-    """Leaderboard of training runs, best validation accuracy first."""
+@command()
+def runs(
+    runs_dir: str = typer.Argument("runs", help="Runs folder."),
+    featureset: str | None = typer.Option(
+        None,
+        "--featureset",
+        help="Only runs on this feature set (runs on different ones do not compare).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Leaderboard of training runs, best validation accuracy first, with the feature set and
+    validation split each was scored on."""
     from vidfeat.trainer.runs import leaderboard
 
+    entries = [e for e in leaderboard(runs_dir) if featureset in (None, e.get("featureset"))]
+    if as_json:
+        _print_json(entries)
+        return
+    if not entries:
+        typer.echo(f"no runs on feature set {featureset} in {runs_dir}")
+        return
     rows = [
         [
             e["head"],
@@ -509,14 +648,17 @@ def runs(runs_dir: str = typer.Argument("runs", help="Runs folder.")) -> None:
             f"{e['macro_f1']:.3f}",
             e["best_epoch"],
             e["seconds"],
-            Path(e["run"]).name,
+            e.get("featureset", "-"),
+            e.get("split", "-"),
+            Path(e["run"]).name + (" (interrupted)" if e.get("interrupted") else ""),
         ]
-        for e in leaderboard(runs_dir)
+        for e in entries
     ]
-    _print_table(["head", "hidden", "lr", "T", "val top-1", "macro-F1", "epoch", "s", "run"], rows)
+    headers = ["head", "hidden", "lr", "T", "val top-1", "macro-F1", "epoch", "s"]
+    _print_table([*headers, "featureset", "split", "run"], rows)
 
 
-@app.command("sweep")
+@command("sweep")
 def sweep_cmd(
     store: str = typer.Argument(..., help="Feature store."),
     featureset: str | None = typer.Argument(
@@ -529,13 +671,16 @@ def sweep_cmd(
     runs_dir: str | None = typer.Option(None, help="Where runs go (default ./runs)."),
     seed: int | None = typer.Option(None, help="Random seed."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Configs trained in parallel processes."),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file with the base training options (as train takes)."
+    ),
 ) -> None:
     """Run every combination of a grid on features loaded once; print the leaderboard."""
     from vidfeat.trainer.sweep import parse_grid, sweep
 
     items = [g for item in grid for g in item.split()]
     cfg = _train_config(
-        store, featureset, {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}, None
+        store, featureset, {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}, config
     )
     configs = parse_grid(items)
     typer.echo(f"sweep: {len(configs)} configs, {jobs} job(s)")
@@ -563,7 +708,7 @@ def sweep_cmd(
     _print_table(["config", "val top-1", "macro-F1", "s", "run"], rows)
 
 
-@app.command()
+@command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     split: str = typer.Option("val", "--split", help="Clips to score: val, train or all."),
@@ -585,36 +730,55 @@ def evaluate(
     )
 
 
-@app.command()
+@command()
 def predict(
     run: Path = typer.Argument(..., help="Run directory."),
-    videos: list[str] = typer.Argument(..., help="Video files."),
-    top_k: int = typer.Option(3, "--top-k", help="Labels to show."),
+    videos: list[str] = typer.Argument(
+        ..., help="Video files, folders, globs, CSV/JSONL manifests (as extract takes)."
+    ),
+    top_k: int = typer.Option(3, "--top-k", help="Labels to show (at least 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Extract videos with the run's feature-set spec, apply the head, print top-k labels."""
+    """Extract videos with the run's feature-set spec, apply the head, print top-k labels.
+    Exits 1 when any video could not be predicted."""
     from vidfeat.predict import predict_videos
 
     out = predict_videos(run, videos, top_k)
+    failed = [item for item in out if "error" in item]
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
-        return
-    for item in out:
-        if "error" in item:
-            typer.echo(f"{item['video']}: error: {item['error']}")
-            continue
-        preds = "  ".join(f"{p['label']} {p['prob']:.3f}" for p in item["top"])
-        typer.echo(f"{item['video']}: {preds}")
+        _print_json(out)
+    else:
+        for item in out:
+            if "error" in item:
+                typer.echo(f"{item['video']}: failed: {item['error']}", err=True)
+                continue
+            preds = "  ".join(f"{p['label']} {p['prob']:.3f}" for p in item["top"])
+            typer.echo(f"{item['video']}: {preds}")
+    if failed:
+        typer.echo(f"error: {len(failed)} of {len(out)} videos could not be predicted", err=True)
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------ models
-@app.command()
+@command()
 def models(
-    all_zoo: bool = typer.Option(True, "--all/--registered", help="Include the torchvision zoo."),
+    all_zoo: bool = typer.Option(
+        True,
+        "--all/--registered",
+        help="--all (default): also every torchvision classification model; --registered: "
+        "only vidfeat's own registry.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List backbones: feature dim, input size, default weights, usable offline now."""
+    from dataclasses import asdict
+
     from vidfeat.models.factory import list_backbones
 
+    found = list_backbones(include_zoo=all_zoo)
+    if as_json:
+        _print_json([asdict(i) for i in found])
+        return
     rows = [
         [
             i.name,
@@ -624,7 +788,7 @@ def models(
             "yes" if i.offline_ready else "no",
             i.source,
         ]
-        for i in list_backbones(include_zoo=all_zoo)
+        for i in found
     ]
     _print_table(["backbone", "dim", "input", "default weights", "offline now", "source"], rows)
     typer.echo("Also: timm:<name> for any timm model (local weights file, or the hub when online).")
@@ -635,6 +799,15 @@ def main() -> None:
         app()
     except VidfeatError as e:
         typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:  # a path the user gave that the system refuses (permissions, space)
+        if os.environ.get("VIDFEAT_DEBUG"):
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        typer.echo(
+            f"error: {e.strerror or e}{where} (check the path; VIDFEAT_DEBUG=1 shows where)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -30,6 +30,7 @@ LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 # Resize filters the decoder can apply exactly as the weights' reference transforms do.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
+SCHEDULES = ("cosine", "constant")  # the learning rate after warmup
 
 
 def check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
@@ -123,6 +124,7 @@ class ExtractConfig:
     max_in_flight: int | None = None
     progress: bool = True
     worker_wait_s: float = 120.0  # how long --scheduler may wait for its first worker
+    connect_timeout_s: float = 30.0  # how long to try reaching the --scheduler
 
     def __post_init__(self) -> None:
         check_choice("--format", self.format, PART_FORMATS)
@@ -132,6 +134,7 @@ class ExtractConfig:
         _check_positive("--decode-threads", self.decode_threads)
         _check_positive("--videos-per-part", self.videos_per_part, allow_none=True)
         _check_positive("--timeout", self.timeout_s)
+        _check_positive("--connect-timeout", self.connect_timeout_s)
         if not self.inputs:
             raise ConfigError("No inputs: give video files, folders, globs or a manifest.")
         if not self.store:
@@ -155,10 +158,11 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_epochs: int = 1
+    schedule: str = "cosine"
     grad_clip: float = 1.0
     label_smoothing: float = 0.0
     class_weights: bool = False
-    patience: int = 10
+    patience: int = 10  # 0: no early stopping
     val_fraction: float = 0.2
     split_file: str | None = None
     split: str = "1"
@@ -172,6 +176,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("--head", self.head, HEADS)
+        check_choice("--schedule", self.schedule, SCHEDULES)
         check_choice("device", self.device, DEVICES)
         for what, value in (
             ("--hidden", self.hidden),
@@ -180,7 +185,7 @@ class TrainConfig:
             ("--epochs", self.epochs),
             ("--batch-size", self.batch_size),
             ("--lr", self.lr),
-            ("--patience", self.patience),
+            ("--grad-clip", self.grad_clip),
             ("--attention-heads", self.attention_heads),
         ):
             _check_positive(what, value)
@@ -194,6 +199,10 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(
                 f"Invalid --val-fraction ({self.val_fraction!r}): must be between 0 and 1."
+            )
+        if self.patience < 0:
+            raise ConfigError(
+                f"Invalid --patience ({self.patience!r}): must be >= 0 (0: no early stopping)."
             )
         if self.warmup_epochs < 0:
             raise ConfigError(f"Invalid --warmup-epochs ({self.warmup_epochs!r}): must be >= 0.")

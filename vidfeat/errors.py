@@ -51,8 +51,9 @@ class BackboneError(VidfeatError, ValueError):
     """Unknown backbone or unusable weights."""
 
 
-class WeightsUnavailable(BackboneError, FileNotFoundError):
-    """Weights are not on disk and cannot be downloaded."""
+class WeightsUnavailable(BackboneError):
+    """Weights are not on disk and cannot be downloaded. (Not also a FileNotFoundError: an
+    exception with two builtin bases of different layouts cannot cross Dask's pickling.)"""
 
 
 class VideoDecodeError(VidfeatError, RuntimeError):

@@ -59,6 +59,7 @@ class ExtractOptions(BaseModel):
     decode_threads: PositiveInt | None = None
     videos_per_part: PositiveInt | None = None
     timeout: PositiveFloat | None = None
+    connect_timeout: PositiveFloat | None = None
 
 
 def _flag(key: str) -> str:

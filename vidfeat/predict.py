@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from vidfeat.config import BackboneConfig, SamplingConfig, TrainConfig
-from vidfeat.errors import TrainError
-from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.errors import ConfigError, InputError, TrainError
+from vidfeat.pipeline.discovery import check_inputs, discover
 from vidfeat.pipeline.engine import get_backbone, run_videos
-from vidfeat.store import open_store
+from vidfeat.store import FeatureSetSpec, open_store
 from vidfeat.trainer.data import load_data, sequence_positions
 from vidfeat.trainer.loop import evaluate, load_run
 from vidfeat.trainer.metrics import classification_metrics
@@ -63,11 +63,30 @@ def evaluate_run(
     return classification_metrics(logits, data.labels[torch.from_numpy(chosen)], data.classes)
 
 
+def _run_spec(config: dict[str, Any]) -> tuple[FeatureSetSpec, dict[str, Any]]:
+    """The feature-set spec and backbone config a run was trained on: carried by the run
+    itself (runs since 0.x), else read from its store."""
+    if "spec" not in config:
+        fset = _check_featureset(config)
+        return fset.spec, dict(fset.meta.get("backbone_config", {}))
+    spec = FeatureSetSpec.from_json(config["spec"])
+    if spec.config_hash() != config["featureset_config_hash"]:
+        raise TrainError("The run's config.json was edited: its spec does not match its hash.")
+    return spec, dict(config.get("backbone_config", {}))
+
+
 def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    """Top-k labels for every video that ``videos`` names (files, folders, globs, manifests,
+    as ``vidfeat extract`` takes them), extracted with the run's feature-set spec. A video
+    that cannot be decoded gets an ``error`` entry instead."""
+    if top_k < 1:
+        raise ConfigError(f"Invalid --top-k ({top_k}): must be at least 1.")
     model, config, pca = load_run(run)
-    fset = _check_featureset(config)
-    spec = fset.spec
-    backbone_cfg = dict(fset.meta.get("backbone_config", {}))
+    spec, backbone_cfg = _run_spec(config)
+    check_inputs(videos)
+    inputs = discover(videos, "none")
+    if not inputs:
+        raise InputError(f"No videos found in {', '.join(videos)}.")
     backbone = get_backbone(
         BackboneConfig(
             spec.backbone,
@@ -80,7 +99,6 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
     if backbone.weights_id != spec.weights_id:
         raise TrainError(f"Backbone weights differ from the feature set's ({spec.weights_id}).")
     sampling = SamplingConfig.from_identity(spec.sampling)
-    inputs = [VideoInput(Path(v).name, v) for v in videos]
     results, _ = run_videos(inputs, backbone, sampling, 16)
     out: list[dict[str, Any]] = []
     classes = config["classes"]

@@ -88,6 +88,20 @@ def _offline() -> bool:
     )
 
 
+def _unreachable(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the host of ``url`` cannot be reached now, or None. A quick probe, so that an
+    offline machine says at once what is missing instead of waiting on a download."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError as e:
+        return f"{host} is unreachable ({e.strerror or type(e).__name__}): no download tried"
+    return None
+
+
 def _load_enum_weights(name: str, enum_value: Any) -> tuple[dict[str, torch.Tensor], str]:
     path = checkpoint_path(enum_value)
     if not path.exists():
@@ -99,6 +113,9 @@ def _load_enum_weights(name: str, enum_value: Any) -> tuple[dict[str, torch.Tens
         )
         if _offline():
             raise WeightsUnavailable(hint + " (VIDFEAT_OFFLINE is set: no download tried.)")
+        why = _unreachable(enum_value.url)
+        if why:
+            raise WeightsUnavailable(f"{hint} ({why}.)")
         try:
             torch.hub.load_state_dict_from_url(enum_value.url, progress=False, check_hash=True)
         except Exception as e:  # no network, proxy, DNS: all mean the same to the user

@@ -10,6 +10,7 @@ import queue
 import resource
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ _MODELS: dict[tuple[str, str, str, str, str | None], Backbone] = {}
 _MODELS_LOCK = threading.Lock()
 _WARMED: set[int] = set()  # ids of the cached models warmed up
 WARM_UP_FRAMES = 2
+PROGRESS_EVERY_S = 1.0  # frames-only progress reports while videos are long
+ProgressCallback = Callable[[int, int, int], None]  # (videos done, videos failed, frames)
 # Workers started with several threads (dask worker --nthreads N) run several parts at once;
 # their batches take turns on the one model instead of oversubscribing the cores.
 _INFERENCE_LOCK = threading.Lock()
@@ -161,8 +164,11 @@ def run_videos(
     batch_size: int,
     decode_threads: int = 2,
     timeout_s: float = 600.0,
+    on_progress: ProgressCallback | None = None,
 ) -> tuple[list[VideoResult], RunStats]:
-    """Decode all videos concurrently and run the backbone on batches mixed across videos."""
+    """Decode all videos concurrently and run the backbone on batches mixed across videos.
+    ``on_progress(videos_done, videos_failed, frames)``, running totals, is called as each
+    video finishes and, while frames flow, about once a second."""
     import torch
 
     p = backbone.preprocess
@@ -182,6 +188,15 @@ def run_videos(
     stats = RunStats()
     pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
     pending_rows = 0
+    counts = {"done": 0, "failed": 0}
+    last_report = time.perf_counter()
+
+    def report_progress(force: bool) -> None:
+        nonlocal last_report
+        now = time.perf_counter()
+        if on_progress is not None and (force or now - last_report >= PROGRESS_EVERY_S):
+            last_report = now
+            on_progress(counts["done"], counts["failed"], stats.frames)
 
     def flush() -> None:
         nonlocal pending, pending_rows
@@ -202,6 +217,7 @@ def run_videos(
             r.pts.append(c.pts_s)
             row += n
         pending, pending_rows = [], 0
+        report_progress(force=False)
 
     with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
         for slot, segment in jobs:
@@ -233,6 +249,9 @@ def run_videos(
             elif r.error is None:  # the first failing segment's reason is the video's
                 r.error = payload
             r.done = open_segments[slot] == 0 and r.error is None
+            if open_segments[slot] == 0:  # decoded; its last frames may still wait for a batch
+                counts["failed" if r.error is not None else "done"] += 1
+                report_progress(force=True)
         flush()
     return results, stats
 
@@ -276,7 +295,9 @@ def _outcome(r: VideoResult) -> VideoOutcome:
     return Extracted(record, values, pts, frame_index)
 
 
-def extract_videos(task: PartTask, backbone: Backbone) -> tuple[list[VideoOutcome], RunStats]:
+def extract_videos(
+    task: PartTask, backbone: Backbone, on_progress: ProgressCallback | None = None
+) -> tuple[list[VideoOutcome], RunStats]:
     """Decode and embed the part's videos: one outcome per video, in the part's order."""
     results, stats = run_videos(
         task.videos,
@@ -285,6 +306,7 @@ def extract_videos(task: PartTask, backbone: Backbone) -> tuple[list[VideoOutcom
         task.backbone.resolved_batch_size(backbone.device.type),
         task.decode_threads,
         task.timeout_s,
+        on_progress,
     )
     return [_outcome(r) for r in results], stats
 
@@ -311,7 +333,7 @@ def write_part(
         return writer.commit(), tuple(failures)
 
 
-def run_part(task: PartTask) -> PartSummary:
+def run_part(task: PartTask, on_progress: ProgressCallback | None = None) -> PartSummary:
     """A dask task: extract_videos → write_part (commit) → a summary."""
     import torch
 
@@ -322,7 +344,7 @@ def run_part(task: PartTask) -> PartSummary:
         torch.set_num_threads(task.torch_threads)
     backbone = get_backbone(task.backbone)
     fset = open_store(task.store).get_featureset(task.featureset)
-    outcomes, stats = extract_videos(task, backbone)
+    outcomes, stats = extract_videos(task, backbone, on_progress)
     commit, failures = write_part(fset, task.part_id, outcomes)
     return PartSummary(
         part_id=task.part_id,

@@ -1,5 +1,6 @@
 """The client side of ``vidfeat extract``: plan, run parts on Dask, show progress, report.
-The only module that imports dask.distributed."""
+With pipeline.remote (the functions its workers run), the only module that imports
+dask.distributed."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidfeat.config import ExtractConfig
-from vidfeat.errors import ExtractError, StoreError
+from vidfeat.errors import ExtractError, StoreError, VidfeatError
 from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
 from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
 from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
+from vidfeat.store.leases import writer_lease
 
 
 @dataclass(slots=True)
@@ -75,14 +77,21 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             f"No Dask worker joined the scheduler {cfg.scheduler} within {cfg.worker_wait_s:g} s. "
             "Start workers (dask worker ADDRESS) or check the address."
         ) from None
-    described: dict[str, dict[str, Any]] = client.run(
-        prepare_worker,
-        cfg.backbone,
-        cfg.decode_threads,
-        torch_threads,
-        cfg.format,
-        cfg.scheduler is None,
-    )
+    try:
+        described: dict[str, dict[str, Any]] = client.run(
+            prepare_worker,
+            cfg.backbone,
+            cfg.decode_threads,
+            torch_threads,
+            cfg.format,
+            cfg.scheduler is None,
+        )
+    except VidfeatError:
+        raise  # the worker's own message (missing weights, unknown backbone) says what to do
+    except Exception as e:
+        raise ExtractError(
+            f"A worker could not load the backbone {cfg.backbone.name!r}: {type(e).__name__}: {e}"
+        ) from None
     distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
     if len(distinct) > 1:
         lines = "\n".join(f"  {w}: {d}" for w, d in sorted(described.items()))
@@ -167,7 +176,15 @@ class _Cluster:
 
         cfg = self._cfg
         if cfg.scheduler:
-            return Client(cfg.scheduler, timeout="30s")
+            try:
+                return Client(cfg.scheduler, timeout=f"{cfg.connect_timeout_s}s")
+            except (OSError, TimeoutError) as e:
+                raise ExtractError(
+                    f"Could not reach the Dask scheduler at {cfg.scheduler} within "
+                    f"{cfg.connect_timeout_s:g} s ({type(e).__name__}). Check that `dask "
+                    "scheduler` runs there, the address and port (tcp://HOST:8786) and any "
+                    "firewall; --connect-timeout waits longer."
+                ) from None
         self._cluster = _local_cluster(cfg.workers)
         return Client(self._cluster)
 
@@ -233,7 +250,6 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
     check_inputs(cfg.inputs)
     with _cluster(cfg) as cluster:
         videos = discover(cfg.inputs, cfg.label_from)
-        store = open_store(cfg.store, mode="a")
         from rich.console import Console
 
         status = Console(stderr=True).status("starting workers: backbone, decoders")
@@ -247,6 +263,7 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
                 highlight=False,
             )
         name = cfg.name or spec.default_name()
+        store = open_store(cfg.store, mode="a")  # after the workers: a refused run creates none
         fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
         plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
         report = ExtractReport(name, store.url, len(videos), plan.skipped)
@@ -257,7 +274,9 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
         parts = plan_parts(plan.pending, n_workers, cfg.videos_per_part)
         report.parts = len(parts)
         if parts:
-            _run(client, cfg, fset, parts, report, show, torch_threads, store.version >= 2)
+            store.fs.check_writable(fset.prefix)  # one line now, not a failed part later
+            with writer_lease(store.fs, fset.prefix):  # `vidfeat rm` refuses meanwhile
+                _run(client, cfg, fset, parts, report, show, torch_threads, store.version >= 2)
         cluster.close()  # the workers go while the snapshot is written
         _snapshot(store.version, fset, report)
     report.wall_s = time.perf_counter() - start
@@ -313,6 +332,7 @@ def _part_tasks(
     fset: FeatureSet,
     parts: list[tuple[str, tuple[VideoInput, ...]]],
     torch_threads: int | None,
+    progress_topic: str,
 ) -> list[PartTask]:
     return [
         PartTask(
@@ -325,9 +345,43 @@ def _part_tasks(
             cfg.decode_threads,
             cfg.timeout_s,
             torch_threads,
+            progress_topic,
         )
         for pid, group in parts
     ]
+
+
+class _LiveProgress:
+    """What the workers say they have done in parts not yet committed, from their progress
+    events (Dask's worker-to-client events: vidfeat.pipeline.remote); a part's committed
+    summary then replaces its live totals. Events arrive on the client's event-loop thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[str, int, int, int]] = {}  # part → attempt, totals
+        self._finished: set[str] = set()
+
+    def on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        msg = event[1]
+        part, attempt = msg["part"], msg["attempt"]
+        totals = (attempt, msg["videos"], msg["failed"], msg["frames"])
+        with self._lock:
+            if part in self._finished:
+                return  # late news of a committed part
+            old = self._live.get(part)
+            if old is None or old[0] != attempt or old[1:] <= totals[1:]:
+                self._live[part] = totals  # a retry's totals replace the lost attempt's
+
+    def finish(self, part: str) -> None:
+        with self._lock:
+            self._finished.add(part)
+            self._live.pop(part, None)
+
+    def totals(self) -> tuple[int, int, int]:
+        """(videos done, failed, frames) in parts still running."""
+        with self._lock:
+            live = list(self._live.values())
+        return (sum(t[1] for t in live), sum(t[2] for t in live), sum(t[3] for t in live))
 
 
 def _progress_bar(console: Any, show: bool) -> Any:
@@ -336,6 +390,7 @@ def _progress_bar(console: Any, show: bool) -> Any:
         MofNCompleteColumn,
         Progress,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
@@ -344,6 +399,8 @@ def _progress_bar(console: Any, show: bool) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("videos  {task.fields[fps]:.1f} frames/s  {task.fields[failures]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
         TimeRemainingColumn(),
         console=console,
         disable=not show,
@@ -365,7 +422,8 @@ def _run(
     from dask.distributed import as_completed
     from rich.console import Console
 
-    tasks = _part_tasks(cfg, fset, parts, torch_threads)
+    topic = f"vidfeat-progress-{os.getpid()}-{time.time_ns()}"
+    tasks = _part_tasks(cfg, fset, parts, torch_threads, topic if show else "")
     total_videos = sum(len(t.videos) for t in tasks)
     console = Console(stderr=True)
     report.dashboard = client.dashboard_link
@@ -373,7 +431,10 @@ def _run(
     slots = sum(w.get("nthreads", 1) for w in workers.values())
     window = cfg.max_in_flight or max(2, slots + len(workers))
     bar = _progress_bar(console, show)
-    frames = parts_done = 0
+    frames = parts_done = videos_committed = 0
+    live = _LiveProgress()
+    if show:
+        client.subscribe_topic(topic, live.on_event)
     t0 = time.perf_counter()
     with bar:
         if show and report.dashboard:
@@ -386,17 +447,23 @@ def _run(
             key = f"part-{task.part_id}-{time.time_ns()}"
             futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
 
-        def record(summary: PartSummary) -> None:
-            nonlocal frames, parts_done
-            frames += summary.frames
-            report.add(summary)
+        def show_progress() -> None:
+            videos, failed, live_frames = live.totals()
             elapsed = max(time.perf_counter() - t0, 1e-9)
             bar.update(
                 job,
-                advance=summary.videos + len(summary.failures),
-                fps=frames / elapsed,
-                failures=len(report.failures),
+                completed=min(total_videos, videos_committed + videos + failed),
+                fps=(frames + live_frames) / elapsed,
+                failures=len(report.failures) + failed,
             )
+
+        def record(summary: PartSummary) -> None:
+            nonlocal frames, parts_done, videos_committed
+            frames += summary.frames
+            videos_committed += summary.videos + len(summary.failures)
+            report.add(summary)
+            live.finish(summary.part_id)
+            show_progress()
             nxt = next(queue_, None)
             if nxt is not None:
                 submit(nxt)
@@ -414,9 +481,14 @@ def _run(
                     done = futures.next_batch(block=False)
                     if not done:
                         interrupted.wait(0.05)
+                        if show:
+                            show_progress()
                     for future in done:
                         record(future.result())
         except KeyboardInterrupt:
             client.cancel(list(futures.futures))
             raise
+        finally:
+            if show:
+                client.unsubscribe_topic(topic)
         report.frames_per_s = frames / max(time.perf_counter() - t0, 1e-9)

@@ -20,6 +20,7 @@ class PartTask:
     decode_threads: int = 2
     timeout_s: float = 600.0
     torch_threads: int | None = None
+    progress_topic: str = ""  # the Dask event topic the client follows ("": none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from vidfeat.store.featureset import FeatureSet, LazyFeatures, LoadedFeatures
 from vidfeat.store.maintenance import (
     compact_store,
     gc_store,
+    remove_featureset,
     summarize,
     verify_featureset,
     verify_store,
@@ -33,6 +34,7 @@ __all__ = [
     "compact_store",
     "gc_store",
     "open_store",
+    "remove_featureset",
     "summarize",
     "verify_featureset",
     "verify_store",

@@ -324,7 +324,16 @@ class FeatureSet:
         layouts = self.catalog().part_layouts()
 
         def read_part(item: tuple[str, list[tuple[int, int, int]]]) -> None:
-            part_path, runs = item
+            try:
+                read_runs(*item)
+            except Exception as e:  # missing, truncated or garbled: all say the same
+                raise StoreError(
+                    f"Part {item[0]} of feature set {self.name!r} cannot be read "
+                    f"({type(e).__name__}: {e}). Run `vidfeat verify {self.fs.url} {self.name}` "
+                    "to list every damaged part."
+                ) from None
+
+        def read_runs(part_path: str, runs: list[tuple[int, int, int]]) -> None:
             direct = self._direct_maps(part_path, layouts.get(part_path), with_pts)
             if direct is not None:  # straight from the files, no library open per part
                 values_map, pts_map = direct

@@ -75,6 +75,20 @@ class StoreFS(ABC):
         (or ``discard()`` drops it)."""
         return StagedCreate(lambda: self.create_exclusive(rel, data))
 
+    def check_writable(self, rel: str) -> None:
+        """Raise StoreError unless files can be created under ``rel``: a probe file, written
+        and removed, since permissions (POSIX modes, bucket policies) are only known by trying."""
+        probe = f"{rel}/.tmp-writable-{uuid.uuid4().hex}"
+        try:
+            self.create_exclusive(probe, b"")
+            self.remove(probe)
+        except OSError as e:
+            raise StoreError(
+                f"The store {self.url} is not writable ({e.strerror or type(e).__name__}: "
+                f"{rel}): ask its owner for write access, or extract into a --store you can "
+                "write."
+            ) from None
+
     @abstractmethod
     def listdir(self, rel: str) -> list[str]:
         """Names directly under ``rel`` (no caching: a fresh commit must be visible)."""

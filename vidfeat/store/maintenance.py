@@ -14,6 +14,7 @@ from vidfeat.hashing import file_sha256
 from vidfeat.store.catalog import candidates, stats_of, winners
 from vidfeat.store.featureset import FeatureSet
 from vidfeat.store.formats import get_format
+from vidfeat.store.leases import active_writers, stale_leases
 from vidfeat.store.parts import PartFormat
 from vidfeat.store.records import CommitRecord
 from vidfeat.store.snapshot import (
@@ -149,6 +150,7 @@ def gc_featureset(fset: FeatureSet, older_than_s: float, dry_run: bool) -> list[
         if (rel.startswith("parts/") and rel not in referenced) or rel.startswith("commits/.tmp-")
     ]
     garbage += _snapshot_garbage(fset, older_than_s)
+    garbage += stale_leases(fset.fs, fset.prefix, older_than_s)
     removed: list[str] = []
     for rel in garbage:
         full = f"{fset.prefix}/{rel}"
@@ -184,6 +186,22 @@ def _snapshot_garbage(fset: FeatureSet, older_than_s: float) -> list[str]:
         if not is_manifest(name) and rel not in live:
             out.append(rel)
     return out
+
+
+def remove_featureset(store: Store, name: str) -> None:
+    """Delete feature set ``name`` and all its data; StoreError (nothing removed) while a run
+    writes to it. Its identity file goes first, so readers stop seeing it at once."""
+    fset = store.get_featureset(name)
+    referenced = set(fset.catalog(refresh=True).part_paths())
+    busy = active_writers(fset.fs, fset.prefix, referenced)
+    if busy:
+        raise StoreError(
+            f"Feature set {name!r} in {store.url} is being written ({busy[0]}"
+            f"{f' and {len(busy) - 1} more' if len(busy) > 1 else ''}): let the extract "
+            "finish or stop it, then run `vidfeat rm` again."
+        )
+    store.fs.remove(f"{fset.prefix}/featureset.json")
+    store.fs.remove(fset.prefix)
 
 
 def gc_store(store: Store, older_than_s: float = 86400.0, dry_run: bool = False) -> list[str]:

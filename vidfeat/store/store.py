@@ -45,6 +45,8 @@ class Store:
     ) -> FeatureSet:
         """Create ``name`` with ``spec``; the same spec again is a no-op, another is an error."""
         check_name("feature set name", name)
+        if self.fs.exists(f"featuresets/{name}/featureset.json"):  # no write: read-only is fine
+            return self._same_spec(self.get_featureset(name), spec)
         meta = {
             "name": name,
             "spec": spec.to_json(),
@@ -54,8 +56,12 @@ class Store:
             **(extra or {}),
         }
         data = json.dumps(meta, indent=1).encode()
+        self.fs.check_writable("featuresets")
         self.fs.create_exclusive(f"featuresets/{name}/featureset.json", data)
-        existing = self.get_featureset(name)
+        return self._same_spec(self.get_featureset(name), spec)
+
+    def _same_spec(self, existing: FeatureSet, spec: FeatureSetSpec) -> FeatureSet:
+        name = existing.name
         if existing.spec.config_hash() != spec.config_hash():
             diffs = "\n  ".join(existing.spec.diff(spec))
             raise SpecMismatch(
@@ -113,5 +119,11 @@ def open_store(url: str | Path, mode: str = "a") -> Store:
             f"{fs.url} exists, is not empty and is not a vidfeat store. "
             "Give an empty or new folder."
         )
-    fs.create_exclusive(STORE_MARKER, json.dumps(STORE_FORMAT).encode())
+    try:
+        fs.create_exclusive(STORE_MARKER, json.dumps(STORE_FORMAT).encode())
+    except OSError as e:
+        raise StoreError(
+            f"Cannot create a store at {fs.url} ({e.strerror or type(e).__name__}): "
+            "give a --store in a folder you can write."
+        ) from None
     return Store(fs)

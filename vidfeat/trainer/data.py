@@ -11,6 +11,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ class FeatureData:
     featureset: str
     config_hash: str
     manifest_splits: list[str]  # per video, as extracted ("" when the manifest had none)
+    featureset_meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # spec, backbone
+    split_source: str = ""  # what made the validation split (the leaderboard shows it)
 
     @property
     def dim(self) -> int:
@@ -140,6 +143,7 @@ def load_data(cfg: TrainConfig) -> FeatureData:
         fset.name,
         fset.spec.config_hash(),
         splits,
+        {k: fset.meta[k] for k in ("spec", "backbone_config") if k in fset.meta},
     )
     return with_split(data, cfg)
 
@@ -153,10 +157,14 @@ def with_split(data: FeatureData, cfg: TrainConfig) -> FeatureData:
         by_id = _split_from_file(cfg.split_file, ids, cfg.split)
         val_mask = np.array([by_id.get(v, "train") != "train" for v in ids])
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+        source = f"{Path(cfg.split_file).name} (split {cfg.split})"
     elif all(s in ("train", "val", "test") for s in splits):
         val_mask = np.array([s != "train" for s in splits])
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+        source = "manifest"
     else:
+        source = f"random {cfg.val_fraction:g} seed {cfg.seed}"
+        source += f" groups {cfg.group_pattern}" if cfg.group_pattern else ""
         groups = None
         if cfg.group_pattern:
             pattern = re.compile(cfg.group_pattern)
@@ -168,7 +176,7 @@ def with_split(data: FeatureData, cfg: TrainConfig) -> FeatureData:
         raise TrainError(
             f"Split left {len(train_idx)} training and {len(val_idx)} validation clips."
         )
-    return dataclasses.replace(data, train_idx=train_idx, val_idx=val_idx)
+    return dataclasses.replace(data, train_idx=train_idx, val_idx=val_idx, split_source=source)
 
 
 def fit_pca(data: FeatureData, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,14 @@ from vidfeat.models.heads import build_head
 from vidfeat.runtime import tune_malloc
 from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
 from vidfeat.trainer.metrics import classification_metrics
-from vidfeat.trainer.runs import append_index, new_run_dir, plot_run, write_history
+from vidfeat.trainer.runs import (
+    absolute_store,
+    append_index,
+    check_runs_dir,
+    new_run_dir,
+    plot_run,
+    write_history,
+)
 
 
 @dataclass(slots=True)
@@ -30,6 +37,7 @@ class RunResult:
     metrics: dict[str, Any]
     best_epoch: int
     seconds: float
+    interrupted: bool = False  # Ctrl-C: the best epoch before it was saved
 
 
 def _head(cfg: TrainConfig, in_dim: int, classes: int) -> nn.Module:
@@ -101,6 +109,8 @@ def setup(cfg: TrainConfig, data: FeatureData | None = None) -> _Setup:
     def schedule(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -153,32 +163,39 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
     index. ``data``: features already loaded (a sweep loads once); default: read
     ``cfg.featureset`` from ``cfg.store``. Raises ``TrainError`` / ``ConfigError``."""
     start = time.perf_counter()
+    check_runs_dir(cfg.runs_dir)  # before the work, not after it
     s = setup(cfg, data)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    for epoch in range(1, cfg.epochs + 1):
-        train_loss = train_one_epoch(s, cfg)
-        val, val_loss = _val_metrics(s, cfg)
-        lr = float(s.scheduler.get_last_lr()[0])
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_top1": val["top1"],
-                "lr": lr,
-            }
-        )
-        if verbose:
-            print(
-                f"epoch {epoch:3d}  train {train_loss:.4f}  "
-                f"val {val_loss:.4f}  top1 {val['top1']:.3f}"
+    interrupted = False
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            train_loss = train_one_epoch(s, cfg)
+            val, val_loss = _val_metrics(s, cfg)
+            lr = float(s.scheduler.get_last_lr()[0])
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_top1": val["top1"],
+                    "lr": lr,
+                }
             )
-        if val["top1"] > best[0]:
-            state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
-            best = (val["top1"], epoch, state)
-        elif epoch - best[1] >= cfg.patience:
-            break
+            if verbose:
+                print(
+                    f"epoch {epoch:3d}  train {train_loss:.4f}  "
+                    f"val {val_loss:.4f}  top1 {val['top1']:.3f}"
+                )
+            if val["top1"] > best[0]:
+                state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+                best = (val["top1"], epoch, state)
+            elif cfg.patience and epoch - best[1] >= cfg.patience:
+                break
+    except KeyboardInterrupt:
+        if not best[2]:
+            raise  # no epoch finished: nothing worth a run directory
+        interrupted = True  # keep what the finished epochs learned
     s.model.load_state_dict(best[2])
     metrics, _ = _val_metrics(s, cfg)
     metrics |= {
@@ -186,12 +203,13 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
         "epochs_run": len(history),
         "train_clips": len(s.data.train_idx),
         "val_clips": len(s.data.val_idx),
+        "interrupted": interrupted,
     }
     run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
     save_run(run_dir, cfg, s.data, s.model, s.pca_state, metrics, history)
     seconds = time.perf_counter() - start
     append_index(cfg.runs_dir, _index_row(run_dir, cfg, s.data, metrics, seconds))
-    return RunResult(run_dir, metrics, best[1], seconds)
+    return RunResult(run_dir, metrics, best[1], seconds, interrupted)
 
 
 def _index_row(
@@ -211,6 +229,8 @@ def _index_row(
         "best_epoch": metrics["best_epoch"],
         "seconds": round(seconds, 2),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "split": data.split_source,
+        "interrupted": metrics["interrupted"],
     }
 
 
@@ -224,9 +244,11 @@ def save_run(
     history: list[dict[str, float]],
 ) -> None:
     config = cfg.to_dict() | {
+        "store": absolute_store(cfg.store),  # evaluate works from any folder
         "featureset_config_hash": data.config_hash,
         "classes": data.classes,
         "in_dim": data.dim,
+        **data.featureset_meta,  # spec + backbone config: predict needs only the run
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

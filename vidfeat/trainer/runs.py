@@ -4,25 +4,52 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from vidfeat.errors import TrainError
+from vidfeat.uris import is_url
+
+
+def absolute_store(store: str) -> str:
+    """The store as a run records it: a URL as given, a folder made absolute."""
+    return store if is_url(store) else os.path.abspath(store)
+
+
+def _unwritable(runs_dir: str, e: OSError) -> TrainError:
+    return TrainError(
+        f"Cannot write runs in {runs_dir} ({e.strerror or type(e).__name__}): "
+        "pass --runs-dir a folder you can write."
+    )
+
+
+def check_runs_dir(runs_dir: str) -> None:
+    """TrainError now, before any training, unless run directories can be made in it."""
+    try:
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=runs_dir, prefix=".tmp-writable-"):
+            pass
+    except OSError as e:
+        raise _unwritable(runs_dir, e) from None
 
 
 def new_run_dir(runs_dir: str, head: str, name: str | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(runs_dir) / (name or f"{stamp}-{head}")
-    base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
     while True:  # mkdir is the claim: parallel sweep jobs never share a directory
         try:
+            base.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             return path
         except FileExistsError:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
+        except OSError as e:
+            raise _unwritable(runs_dir, e) from None
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
@@ -55,9 +82,11 @@ def plot_run(path: Path, history: list[dict[str, float]], metrics: dict[str, Any
     ax.set_xticks(range(len(classes)), classes, rotation=90)
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title="confusion (validation)")
+    darkest = max((max(row) for row in metrics["confusion"]), default=0)
     for i, row in enumerate(metrics["confusion"]):
         for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            colour = "white" if v > darkest / 2 else "black"  # readable on dark and light cells
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=colour)
     fig.tight_layout()
     fig.savefig(path / "confusion.png", dpi=100)
     plt.close(fig)
