@@ -207,7 +207,7 @@ def test_train_on_a_corrupt_part_names_it_and_points_to_verify(
     res = vidfeat("train", str(store), "feats", "--epochs", "1", "--runs-dir", str(tmp_path / "r"))
     part = chunk.relative_to(store / "featuresets/feats").parts[:2]
     assert_refused(res, "/".join(part), f"vidfeat verify {store} feats")
-    assert not (tmp_path / "r").exists() or tree(tmp_path / "r") == {}
+    assert not (tmp_path / "r").exists()
 
 
 def test_ctrl_c_in_train_saves_the_best_epoch_so_far(

@@ -65,7 +65,7 @@ def evaluate_run(
 
 def _run_spec(config: dict[str, Any]) -> tuple[FeatureSetSpec, dict[str, Any]]:
     """The feature-set spec and backbone config a run was trained on: carried by the run
-    itself (runs since 0.x), else read from its store."""
+    itself, else (a run from before runs carried them) read from its store."""
     if "spec" not in config:
         fset = _check_featureset(config)
         return fset.spec, dict(fset.meta.get("backbone_config", {}))

@@ -163,8 +163,8 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
     index. ``data``: features already loaded (a sweep loads once); default: read
     ``cfg.featureset`` from ``cfg.store``. Raises ``TrainError`` / ``ConfigError``."""
     start = time.perf_counter()
-    check_runs_dir(cfg.runs_dir)  # before the work, not after it
     s = setup(cfg, data)
+    check_runs_dir(cfg.runs_dir)  # before the epochs, not after them
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
     interrupted = False
