@@ -174,6 +174,18 @@ def ls_(
 FAILURES_SHOWN_PER_KIND = 3
 
 
+def _print_provenance(p: dict[str, Any]) -> None:
+    import time
+
+    if "created_at" in p:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["created_at"]))
+        by = f" by {p['created_by']}" if p.get("created_by") else ""
+        typer.echo(f"created: {when}{by} with vidfeat {p.get('vidfeat_version', '?')}")
+    for key in ("command", "description", "tags"):
+        if p.get(key):
+            typer.echo(f"{key}: {_readable(p[key])}")
+
+
 @command()
 def info(
     store: str = typer.Argument(..., help="Store folder or URL."),
@@ -193,6 +205,7 @@ def info(
         "config_hash": fset.spec.config_hash(),
         "spec": fset.spec.to_json(),
     }
+    doc |= fset.provenance
     doc |= {k: v for k, v in asdict(s).items() if k != "name"}
     doc["failures_list"] = [f.to_json() for f in failures]
     if as_json:
@@ -200,6 +213,7 @@ def info(
         return
     typer.echo(f"name: {name}")
     typer.echo(f"config hash: {doc['config_hash']}")
+    _print_provenance(fset.provenance)
     typer.echo("spec:")
     for k, v in doc["spec"].items():
         typer.echo(f"  {k.replace('_', ' ')}: {_readable(v)}")
@@ -256,7 +270,7 @@ def compact(
     NAME, also upgrades a format 1 store to format 2."""
     from vidfeat.store import compact_store, open_store
 
-    st = open_store(store, mode="r")
+    st = open_store(store, mode="r+")
     before = st.version
     for fs_name, manifest in compact_store(st, name, rebuild).items():
         if manifest is None:
@@ -282,7 +296,9 @@ def gc(
     from vidfeat.store import gc_store, open_store
     from vidfeat.store.maintenance import parse_age
 
-    removed = gc_store(open_store(store, mode="r"), parse_age(older_than), dry_run)
+    removed = gc_store(
+        open_store(store, mode="r" if dry_run else "r+"), parse_age(older_than), dry_run
+    )
     verb = "would remove" if dry_run else "removed"
     for r in removed:
         typer.echo(f"{verb} {r}")
@@ -299,7 +315,7 @@ def rm_(
     from vidfeat.errors import ConfigError
     from vidfeat.store import open_store, remove_featureset, summarize
 
-    st = open_store(store, mode="r")
+    st = open_store(store, mode="r+")
     s = summarize(st.get_featureset(name))
     what = f"feature set {name} ({s.videos} videos, {_human_bytes(s.bytes_on_disk)}) from {st.url}"
     if not yes:
@@ -312,87 +328,73 @@ def rm_(
     typer.echo(f"removed {what}")
 
 
-# ------------------------------------------------------------------------------ extract
-_EXTRACT_KEYS = {
-    "inputs",
-    "store",
-    "name",
-    "format",
-    "dtype",
-    "frames",
-    "fps",
-    "stride",
-    "all_frames",
-    "max_frames",
-    "backbone",
-    "weights",
-    "preprocess",
-    "device",
-    "precision",
-    "batch_size",
-    "workers",
-    "scheduler",
-    "label_from",
-    "retry_failed",
-    "update",
-    "strict",
-    "report",
-    "decode_threads",
-    "videos_per_part",
-    "timeout",
-    "connect_timeout",
-}
+@command("export")
+def export_(
+    store: str = typer.Argument(..., help="Store folder or URL."),
+    name: str = typer.Argument(..., help="Feature set."),
+    out: Path = typer.Argument(..., help="OUT.npz or OUT.parquet (the suffix picks the format)."),
+    split: str | None = typer.Option(None, help="Only videos of this manifest split."),
+    ids: str | None = typer.Option(None, help="Only these videos: a file of ids or a CSV."),
+    seq_len: int | None = typer.Option(
+        None, help=".npz: X (N, T, D) + mask, T rows spread as the trainer evaluates."
+    ),
+    per: str = typer.Option("video", help=".parquet: one row per video, or per frame."),
+) -> None:
+    """Write a feature set's rows, ids, labels and splits to .npz or Parquet."""
+    from vidfeat.errors import ConfigError
+    from vidfeat.store import open_store
+    from vidfeat.store.exchange import chosen_ids, export_npz, export_parquet
 
-
-def build_extract_config(values: dict[str, Any]) -> Any:
-    """Flat option dict (CLI names) → ExtractConfig."""
-    from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
-
-    if values.get("all_frames"):
-        sampling = SamplingConfig(mode="all", max_frames=values.get("max_frames"))
-    elif values.get("fps") is not None:
-        sampling = SamplingConfig(
-            mode="fps", fps=values["fps"], max_frames=values.get("max_frames")
-        )
-    elif values.get("stride") is not None:
-        sampling = SamplingConfig(
-            mode="stride", stride=values["stride"], max_frames=values.get("max_frames")
-        )
+    fset = open_store(store, mode="r").get_featureset(name)
+    chosen = chosen_ids(fset, split, ids)
+    if out.suffix == ".npz":
+        n = export_npz(fset, out, chosen, seq_len)
+        typer.echo(f"wrote {n} videos to {out}")
+    elif out.suffix == ".parquet":
+        if seq_len:
+            raise ConfigError("--seq-len is for .npz; Parquet keeps every row.")
+        n = export_parquet(fset, out, chosen, per)
+        typer.echo(f"wrote {n} rows (one per {per}) to {out}")
     else:
-        sampling = SamplingConfig(
-            mode="frames", frames=values.get("frames") or 16, max_frames=values.get("max_frames")
-        )
-    backbone = BackboneConfig(
-        name=values.get("backbone") or "efficientnet_lite0",
-        weights=values.get("weights") or "DEFAULT",
-        device=values.get("device") or "auto",
-        precision=values.get("precision") or "auto",
-        batch_size=values.get("batch_size"),
-        preprocess=values.get("preprocess"),
+        raise ConfigError(f"Cannot export to {out}: name it .npz or .parquet.")
+
+
+@command("import")
+def import_(
+    store: str = typer.Argument(..., help="Store folder or URL (created if missing)."),
+    name: str = typer.Argument(..., help="Feature set to import into (created if missing)."),
+    file: Path = typer.Argument(..., help=".npz (values+offsets, or X) or .npy (N, T, D)."),
+    meta: Path | None = typer.Option(
+        None, help="CSV video_id[,label,split], one line per video in FILE's order."
+    ),
+    source: str | None = typer.Option(
+        None, help="Where the features come from (default: FILE's name); part of the identity."
+    ),
+    dtype: str = typer.Option("float16", help="Stored dtype: float16 or float32."),
+    format: str = typer.Option("zarr", "--format", help="Part format: zarr or hdf5."),
+    description: str | None = typer.Option(None, help="Free text recorded with the set."),
+) -> None:
+    """Bring features computed elsewhere into a feature set of kind external."""
+    from vidfeat.store import open_store
+    from vidfeat.store.exchange import import_rows, read_rows
+
+    rows = read_rows(file, meta)
+    report = import_rows(
+        open_store(store, mode="a"),
+        name,
+        rows,
+        source or file.name,
+        dtype,
+        format,
+        description or "",
     )
-    inputs = values.get("inputs") or ()
-    return ExtractConfig(
-        inputs=tuple([inputs] if isinstance(inputs, str) else inputs),
-        store=values.get("store") or "",
-        name=values.get("name"),
-        format=values.get("format") or "zarr",
-        dtype=values.get("dtype") or "float16",
-        sampling=sampling,
-        backbone=backbone,
-        workers=values.get("workers") or 1,
-        scheduler=values.get("scheduler"),
-        label_from=values.get("label_from") or "auto",
-        retry_failed=bool(values.get("retry_failed")),
-        update=bool(values.get("update")),
-        strict=bool(values.get("strict")),
-        report=values.get("report"),
-        decode_threads=values.get("decode_threads") or 2,
-        videos_per_part=values.get("videos_per_part"),
-        timeout_s=values.get("timeout") or 600.0,
-        connect_timeout_s=values.get("connect_timeout") or 30.0,
+    typer.echo(
+        f"{name}: imported {report.imported} videos"
+        + (f", {report.skipped} already stored" if report.skipped else "")
     )
 
 
+# ------------------------------------------------------------------------------ extract
 @command()
 def extract(
     inputs: list[str] | None = typer.Argument(
@@ -460,6 +462,12 @@ def extract(
     timeout: float | None = typer.Option(
         None, help="Per-video decode timeout, seconds (default 600)."
     ),
+    description: str | None = typer.Option(
+        None, help="Free text recorded with a feature set this run creates (see `info`)."
+    ),
+    tag: list[str] | None = typer.Option(
+        None, "--tag", help="A tag recorded with a feature set this run creates (repeat)."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML file with any of these options."
     ),
@@ -469,11 +477,11 @@ def extract(
     flags = dict(locals())  # before the imports below add names to locals()
     flags.pop("config"), flags.pop("quiet")
     from vidfeat.config import read_config_file
-    from vidfeat.options import extract_options
+    from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
     from vidfeat.pipeline.runner import extract as run_extract
 
     file_values = read_config_file(config) if config else {}
-    cfg = build_extract_config(extract_options(_EXTRACT_KEYS, file_values, flags, str(config)))
+    cfg = build_extract_config(extract_options(EXTRACT_KEYS, file_values, flags, str(config)))
     try:
         rep = run_extract(cfg, progress=not quiet)
     except KeyboardInterrupt:  # Typer would exit 130 silently
@@ -585,6 +593,12 @@ def train_cmd(
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
     runs_dir: str | None = typer.Option(None, help="Where runs go (default ./runs)."),
     name: str | None = typer.Option(None, help="Run directory name."),
+    mlflow: bool | None = typer.Option(
+        None, "--mlflow", help="Also log to MLflow at MLFLOW_TRACKING_URI (vidfeat[mlflow])."
+    ),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard", help="Also write TensorBoard events into the run directory."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML file with any of these options."
     ),
@@ -674,14 +688,18 @@ def sweep_cmd(
     config: Path | None = typer.Option(
         None, "--config", help="TOML file with the base training options (as train takes)."
     ),
+    mlflow: bool | None = typer.Option(None, "--mlflow", help="Log every run to MLflow."),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard", help="TensorBoard events in every run directory."
+    ),
 ) -> None:
     """Run every combination of a grid on features loaded once; print the leaderboard."""
     from vidfeat.trainer.sweep import parse_grid, sweep
 
     items = [g for item in grid for g in item.split()]
-    cfg = _train_config(
-        store, featureset, {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}, config
-    )
+    base = {"epochs": epochs, "runs_dir": runs_dir, "seed": seed}
+    base |= {"mlflow": mlflow, "tensorboard": tensorboard}
+    cfg = _train_config(store, featureset, base, config)
     configs = parse_grid(items)
     typer.echo(f"sweep: {len(configs)} configs, {jobs} job(s)")
 

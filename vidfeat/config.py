@@ -125,6 +125,8 @@ class ExtractConfig:
     progress: bool = True
     worker_wait_s: float = 120.0  # how long --scheduler may wait for its first worker
     connect_timeout_s: float = 30.0  # how long to try reaching the --scheduler
+    description: str = ""  # recorded when the run creates the feature set
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("--format", self.format, PART_FORMATS)
@@ -173,6 +175,8 @@ class TrainConfig:
     device: str = "auto"
     runs_dir: str = "runs"
     name: str | None = None
+    mlflow: bool = False  # also log the run to MLflow (MLFLOW_TRACKING_URI)
+    tensorboard: bool = False  # also write TensorBoard event files into the run directory
 
     def __post_init__(self) -> None:
         check_choice("--head", self.head, HEADS)

@@ -14,11 +14,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from vidfeat.config import (
+    BackboneConfig,
     Device,
+    ExtractConfig,
     FeatureDtype,
     LabelSource,
     PartFormat,
     Precision,
+    SamplingConfig,
     merge_options,
 )
 from vidfeat.errors import ConfigError
@@ -60,6 +63,8 @@ class ExtractOptions(BaseModel):
     videos_per_part: PositiveInt | None = None
     timeout: PositiveFloat | None = None
     connect_timeout: PositiveFloat | None = None
+    description: str | None = None
+    tag: list[str] | str | None = None
 
 
 def _flag(key: str) -> str:
@@ -116,3 +121,86 @@ def extract_options(
     if any(k in from_flags for k in SAMPLING_FLAGS):
         from_file = {k: v for k, v in from_file.items() if k not in SAMPLING_FLAGS}
     return check_extract_options({**from_file, **from_flags}, source)
+
+
+EXTRACT_KEYS = {
+    "inputs",
+    "store",
+    "name",
+    "format",
+    "dtype",
+    "frames",
+    "fps",
+    "stride",
+    "all_frames",
+    "max_frames",
+    "backbone",
+    "weights",
+    "preprocess",
+    "device",
+    "precision",
+    "batch_size",
+    "workers",
+    "scheduler",
+    "label_from",
+    "retry_failed",
+    "update",
+    "strict",
+    "report",
+    "decode_threads",
+    "videos_per_part",
+    "timeout",
+    "connect_timeout",
+    "description",
+    "tag",
+}
+
+
+def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
+    """Flat option dict (CLI names, checked by ``extract_options``) → ExtractConfig."""
+
+    if values.get("all_frames"):
+        sampling = SamplingConfig(mode="all", max_frames=values.get("max_frames"))
+    elif values.get("fps") is not None:
+        sampling = SamplingConfig(
+            mode="fps", fps=values["fps"], max_frames=values.get("max_frames")
+        )
+    elif values.get("stride") is not None:
+        sampling = SamplingConfig(
+            mode="stride", stride=values["stride"], max_frames=values.get("max_frames")
+        )
+    else:
+        sampling = SamplingConfig(
+            mode="frames", frames=values.get("frames") or 16, max_frames=values.get("max_frames")
+        )
+    backbone = BackboneConfig(
+        name=values.get("backbone") or "efficientnet_lite0",
+        weights=values.get("weights") or "DEFAULT",
+        device=values.get("device") or "auto",
+        precision=values.get("precision") or "auto",
+        batch_size=values.get("batch_size"),
+        preprocess=values.get("preprocess"),
+    )
+    inputs = values.get("inputs") or ()
+    return ExtractConfig(
+        inputs=tuple([inputs] if isinstance(inputs, str) else inputs),
+        store=values.get("store") or "",
+        name=values.get("name"),
+        format=values.get("format") or "zarr",
+        dtype=values.get("dtype") or "float16",
+        sampling=sampling,
+        backbone=backbone,
+        workers=values.get("workers") or 1,
+        scheduler=values.get("scheduler"),
+        label_from=values.get("label_from") or "auto",
+        retry_failed=bool(values.get("retry_failed")),
+        update=bool(values.get("update")),
+        strict=bool(values.get("strict")),
+        report=values.get("report"),
+        decode_threads=values.get("decode_threads") or 2,
+        videos_per_part=values.get("videos_per_part"),
+        timeout_s=values.get("timeout") or 600.0,
+        connect_timeout_s=values.get("connect_timeout") or 30.0,
+        description=values.get("description") or "",
+        tags=tuple([tags] if isinstance(tags := values.get("tag") or (), str) else tags),
+    )

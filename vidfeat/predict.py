@@ -83,6 +83,12 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
         raise ConfigError(f"Invalid --top-k ({top_k}): must be at least 1.")
     model, config, pca = load_run(run)
     spec, backbone_cfg = _run_spec(config)
+    if spec.kind != "video":
+        raise TrainError(
+            f"The run was trained on imported features ({spec.source}): predict needs a "
+            "backbone to compute features of new videos. Compute them as you did for the "
+            "import, then score them with the run's model.pt."
+        )
     check_inputs(videos)
     inputs = discover(videos, "none")
     if not inputs:

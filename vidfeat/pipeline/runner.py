@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidfeat.config import ExtractConfig
-from vidfeat.errors import ExtractError, StoreError, VidfeatError
+from vidfeat.errors import ConfigError, ExtractError, StoreError, VidfeatError
+from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
 from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
 from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
 from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 from vidfeat.store.leases import writer_lease
+from vidfeat.store.store import creation_meta
 
 
 @dataclass(slots=True)
@@ -233,16 +235,28 @@ def _cluster(cfg: ExtractConfig) -> Iterator[_Cluster]:
         cluster.wait_closed()
 
 
-def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
+def extract(
+    cfg: ExtractConfig | None = None, /, progress: bool | None = None, **options: Any
+) -> ExtractReport:
     """Extract features of ``cfg.inputs`` into the feature set of ``cfg`` in ``cfg.store``
     (created on first use, named from the config unless ``cfg.name`` is given).
+
+    Instead of a config, the options of ``vidfeat extract`` as keyword arguments (names with
+    ``_``, checked as the CLI checks them)::
+
+        extract(inputs=["videos/"], store="store", frames=16, backbone="resnet50", workers=2)
 
     Videos already committed with the same fingerprint or bytes are skipped, so a rerun
     resumes; a video that fails is recorded with its reason and the run goes on. Runs on a
     LocalCluster of ``cfg.workers`` processes, or on the Dask cluster at ``cfg.scheduler``.
-    ``progress`` shows the progress bar (default: ``cfg.progress``). Raises ``InputError``,
-    ``SpecMismatch``, ``ExtractError`` (all ``VidfeatError``) with one-line messages.
+    ``progress`` shows the progress bar (default: ``cfg.progress``). Returns an
+    ``ExtractReport`` (counts, failures, timings). Raises ``InputError``, ``SpecMismatch``,
+    ``ExtractError`` (all ``VidfeatError``) with one-line messages.
     """
+    if cfg is None:
+        cfg = build_extract_config(extract_options(EXTRACT_KEYS, {}, options, ""))
+    elif options:
+        raise ConfigError(f"Give a config or options, not both ({', '.join(options)}).")
     show = cfg.progress if progress is None else progress
     start = time.perf_counter()
     cores = os.cpu_count() or 1
@@ -264,7 +278,9 @@ def extract(cfg: ExtractConfig, progress: bool | None = None) -> ExtractReport:
             )
         name = cfg.name or spec.default_name()
         store = open_store(cfg.store, mode="a")  # after the workers: a refused run creates none
-        fset = store.create_featureset(name, spec, extra={"backbone_config": asdict(cfg.backbone)})
+        extra = {"backbone_config": asdict(cfg.backbone)}  # predict rebuilds the backbone
+        extra |= creation_meta(cfg.description, cfg.tags)
+        fset = store.create_featureset(name, spec, extra=extra)
         plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
         report = ExtractReport(name, store.url, len(videos), plan.skipped)
         report.videos_same_content = plan.same_content

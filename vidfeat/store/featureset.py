@@ -58,6 +58,29 @@ class LoadedFeatures:
 
 
 @dataclass(frozen=True, slots=True)
+class Sequences:
+    """``FeatureSet.sequences``: video i is values[i] (T, D), its real rows where mask[i]."""
+
+    values: np.ndarray
+    mask: np.ndarray
+    video_ids: list[str]
+    labels: list[str | None]
+    splits: list[str | None]
+
+
+def uniform_positions(lengths: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) row positions within each of N clips of ``lengths`` rows, spread uniformly (the
+    centre of each of T equal spans), and the validity mask; a clip shorter than T gives its
+    rows in order, then padding. float32 arithmetic, as the trainer's torch code did."""
+    lengths = np.asarray(lengths, np.int64)
+    t = np.arange(seq_len)
+    span = np.maximum(lengths, seq_len).astype(np.float32)
+    pos = np.floor((t.astype(np.float32) + np.float32(0.5)) * span[:, None] / np.float32(seq_len))
+    pos = np.where(lengths[:, None] >= seq_len, pos.astype(np.int64), t[None, :])
+    return pos, pos < lengths[:, None]
+
+
+@dataclass(frozen=True, slots=True)
 class LazyFeatures:
     """``to_dask()``: video i owns values[offsets[i]:offsets[i+1]], a dask array."""
 
@@ -143,11 +166,19 @@ class _ReaderCache:
 
 
 class FeatureSet:
-    def __init__(self, fs: StoreFS, name: str, spec: FeatureSetSpec, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        fs: StoreFS,
+        name: str,
+        spec: FeatureSetSpec,
+        meta: dict[str, Any],
+        read_only: bool = False,
+    ) -> None:
         self.fs = fs
         self.name = name
         self.spec = spec
         self.meta = meta
+        self.read_only = read_only
         self.prefix = f"featuresets/{name}"
         self._catalog: Catalog | None = None
         self._snapshot: Snapshot | None = None
@@ -157,13 +188,30 @@ class FeatureSet:
     def __repr__(self) -> str:
         return f"FeatureSet({self.name!r}, backbone={self.spec.backbone!r}, store={self.fs.url!r})"
 
+    PROVENANCE = ("created_at", "created_by", "vidfeat_version", "command", "description", "tags")
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Who made the feature set, when, with which vidfeat and command, and the description
+        and tags given then (recorded at creation; older sets lack some keys)."""
+        return {k: self.meta[k] for k in self.PROVENANCE if k in self.meta}
+
     # ------------------------------------------------------------------ writing
+    def check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"Feature set {self.name!r} of {self.fs.url} is open read-only (mode 'r'): "
+                f"cannot {what}. Open the store with mode 'r+' or 'a'."
+            )
+
     def writer(self, part_id: str) -> PartWriter:
+        self.check_writable(f"write part {part_id}")
         return PartWriter(self.fs, self.prefix, self.spec, part_id, on_commit=self._forget_catalog)
 
     def stage_commit(self, record: CommitRecord) -> StagedCreate:
         """A commit record written where nobody sees it yet (what a writer killed before
         publishing leaves behind); ``publish()`` on the result makes it appear."""
+        self.check_writable("stage a commit")
         return stage_commit(self.fs, self.prefix, record)
 
     def _forget_catalog(self) -> None:
@@ -228,6 +276,7 @@ class FeatureSet:
         covers them all, or if another process published a snapshot first (it is just as
         valid: what it does not cover, readers take from the commits). ``rebuild`` reads
         every commit record instead of the newest snapshot (one that is damaged)."""
+        self.check_writable("write a catalog snapshot")
         seqs = manifest_seqs(self.fs, self.prefix)
         if rebuild:
             snapshot, records = None, self.commits()
@@ -271,7 +320,18 @@ class FeatureSet:
         return Done(self.catalog(refresh=True).table())
 
     def video_ids(self) -> list[str]:
+        """The ids of every stored video, sorted."""
         return self.catalog(refresh=True).video_ids()
+
+    def labels(self) -> dict[str, str | None]:
+        """Every stored video's label (None where it has none), by id."""
+        t = self._stored(None)
+        return dict(zip(to_list(t["video_id"]), to_list(t["label"]), strict=True))
+
+    def splits(self) -> dict[str, str | None]:
+        """Every stored video's split from its manifest (train/val/test; None without)."""
+        t = self._stored(None)
+        return dict(zip(to_list(t["video_id"]), to_list(t["split"]), strict=True))
 
     # ------------------------------------------------------------------ reading
     def _not_found(self, video_id: str) -> VideoNotFound:
@@ -378,6 +438,41 @@ class FeatureSet:
         f64 = np.dtype(np.float64)
         pts = ChunkMap.from_layout(layout["pts"], root, f64, f64.itemsize) if with_pts else None
         return values, pts
+
+    def sequences(self, seq_len: int, video_ids: Sequence[str] | None = None) -> Sequences:
+        """Fixed-length sequences of the chosen videos (default: all, by id): ``seq_len`` rows
+        spread uniformly over each video, as the trainer evaluates, a video shorter than that
+        padded with zeros. ``values`` (N, T, D) in the stored dtype, ``mask`` (N, T) True on
+        real rows."""
+        loaded = self.load(video_ids, with_pts=False)
+        lengths = np.diff(loaded.offsets)
+        pos, mask = uniform_positions(lengths, seq_len)
+        rows = loaded.offsets[:-1, None] + np.minimum(pos, np.maximum(lengths - 1, 0)[:, None])
+        values = (
+            loaded.values[rows]
+            if len(loaded.values)
+            else np.zeros((*rows.shape, self.spec.feature_dim), self.spec.dtype)
+        )
+        values[~mask] = 0
+        return Sequences(values, mask, loaded.video_ids, loaded.labels, loaded.splits)
+
+    def to_xarray(self, video_ids: Sequence[str] | None = None) -> Any:
+        """The chosen videos' rows as an ``xarray.DataArray`` with dims ``row``, ``feature``
+        and per-row coords ``video_id`` and ``pts`` (xarray is imported here, not needed by
+        the store otherwise)."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise StoreError("to_xarray needs xarray: pip install xarray") from None
+        loaded = self.load(video_ids)
+        per_row = np.repeat(np.array(loaded.video_ids, dtype=object), np.diff(loaded.offsets))
+        return xr.DataArray(
+            loaded.values,
+            dims=("row", "feature"),
+            coords={"video_id": ("row", per_row), "pts": ("row", loaded.pts)},
+            name=self.name,
+            attrs={"backbone": self.spec.backbone, "config_hash": self.spec.config_hash()},
+        )
 
     def to_dask(self) -> LazyFeatures:
         """Every stored video's rows as a lazy dask array, in storage order (part by part, so

@@ -141,6 +141,8 @@ def compact_store(
 def gc_featureset(fset: FeatureSet, older_than_s: float, dry_run: bool) -> list[str]:
     """Remove part attempts no commit references, stray temporary files, snapshots that a
     newer one replaced at least ``older_than_s`` ago, and snapshot files no manifest names."""
+    if not dry_run:
+        fset.check_writable("remove leftovers")
     referenced = set(fset.catalog(refresh=True).part_paths())
     candidates_ = [f"parts/{n}" for n in fset.fs.listdir(f"{fset.prefix}/parts")]
     candidates_ += [f"commits/{n}" for n in fset.fs.listdir(f"{fset.prefix}/commits")]
@@ -191,6 +193,7 @@ def _snapshot_garbage(fset: FeatureSet, older_than_s: float) -> list[str]:
 def remove_featureset(store: Store, name: str) -> None:
     """Delete feature set ``name`` and all its data; StoreError (nothing removed) while a run
     writes to it. Its identity file goes first, so readers stop seeing it at once."""
+    store.check_writable(f"remove feature set {name!r}")
     fset = store.get_featureset(name)
     referenced = set(fset.catalog(refresh=True).part_paths())
     busy = active_writers(fset.fs, fset.prefix, referenced)

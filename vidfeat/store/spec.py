@@ -45,16 +45,46 @@ class FeatureSetSpec:
     decode_version: int = 2
     # Not identity: how parts are compressed does not change values.
     compression: str | None = field(default=None, compare=False)
+    # "video": computed by vidfeat from videos (every field above means what it says);
+    # "external": imported rows computed elsewhere, described by ``source`` alone.
+    kind: str = "video"
+    source: str = ""
 
     def __post_init__(self) -> None:
         check_choice("dtype", self.dtype, FEATURE_DTYPES)
         check_choice("part format", self.part_format, PART_FORMATS)
         if self.feature_dim <= 0:
             raise ConfigError(f"Invalid feature_dim ({self.feature_dim}).")
+        check_choice("feature set kind", self.kind, ("video", "external"))
+
+    @classmethod
+    def external(
+        cls, feature_dim: int, dtype: str, source: str, part_format: str = "zarr"
+    ) -> FeatureSetSpec:
+        """The spec of features computed elsewhere: the image-pipeline fields, which mean
+        nothing for them, are empty."""
+        return cls(
+            backbone="external",
+            weights_id="",
+            feature_dim=feature_dim,
+            input_size=0,
+            resize_size=0,
+            interpolation="",
+            mean=(),
+            std=(),
+            sampling={},
+            precision="",
+            dtype=dtype,
+            part_format=part_format,
+            kind="external",
+            source=source,
+        )
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("compression")
+        if self.kind == "video":  # the fields came later: older sets keep their hash
+            d.pop("kind"), d.pop("source")
         d["mean"] = [float(x) for x in self.mean]
         d["std"] = [float(x) for x in self.std]
         return d
@@ -90,6 +120,8 @@ class FeatureSetSpec:
                 part_format=str(d["part_format"]),
                 decode_version=int(d.get("decode_version", 1)),
                 compression=d.get("compression"),
+                kind=str(d.get("kind", "video")),
+                source=str(d.get("source", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"featureset.json is missing or has a bad field: {e}") from None

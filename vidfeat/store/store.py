@@ -18,14 +18,43 @@ STORE_VERSION = 2  # 2: catalog snapshots (a version 1 store is read as is; comp
 STORE_FORMAT: dict[str, str | int] = {"format": "vidfeat-store", "version": STORE_VERSION}
 
 
+def creation_meta(description: str = "", tags: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """Who creates a feature set, with what command, and the user's own words about it:
+    recorded in featureset.json beside the spec (``FeatureSet.provenance``)."""
+    import getpass
+    import os
+    import socket
+    import sys
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        user = str(os.getuid())
+    return {
+        "created_by": f"{user}@{socket.gethostname()}",
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "",
+        "description": description,
+        "tags": list(tags),
+    }
+
+
 class Store:
-    def __init__(self, fs: StoreFS, version: int = STORE_VERSION) -> None:
+    def __init__(self, fs: StoreFS, version: int = STORE_VERSION, read_only: bool = False) -> None:
         self.fs = fs
         self.url = fs.url
         self.version = version
+        self.read_only = read_only  # opened with mode 'r': nothing is written through it
+
+    def check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"Store {self.url} is open read-only (mode 'r'): cannot {what}. Open it with "
+                "mode 'r+' (must exist) or 'a' (created if missing)."
+            )
 
     def upgrade(self) -> None:
         """Mark the store as format 2 (after its feature sets have snapshots)."""
+        self.check_writable("upgrade its format")
         if self.version < STORE_VERSION:
             self.fs.replace(STORE_MARKER, json.dumps(STORE_FORMAT).encode())
             self.version = STORE_VERSION
@@ -47,6 +76,7 @@ class Store:
         check_name("feature set name", name)
         if self.fs.exists(f"featuresets/{name}/featureset.json"):  # no write: read-only is fine
             return self._same_spec(self.get_featureset(name), spec)
+        self.check_writable(f"create feature set {name!r}")
         meta = {
             "name": name,
             "spec": spec.to_json(),
@@ -86,13 +116,14 @@ class Store:
         spec = FeatureSetSpec.from_json(meta["spec"])
         if meta.get("config_hash") not in (None, spec.config_hash()):
             raise StoreError(f"{rel}: config_hash does not match its spec; the file was edited.")
-        return FeatureSet(self.fs, name, spec, meta)
+        return FeatureSet(self.fs, name, spec, meta, read_only=self.read_only)
 
 
 def open_store(url: str | Path, mode: str = "a") -> Store:
-    """Open a store. mode 'r': it must exist; 'a': create it if missing."""
-    if mode not in ("r", "a"):
-        raise StoreError(f"Invalid store mode {mode!r}. Supported: r, a.")
+    """Open a store. mode 'r': it must exist, and nothing is written through it (reading never
+    creates a file); 'r+': it must exist; 'a': created if missing."""
+    if mode not in ("r", "r+", "a"):
+        raise StoreError(f"Invalid store mode {mode!r}. Supported: r, r+, a.")
     fs = open_fs(url)
     try:
         marker = json.loads(fs.read_bytes(STORE_MARKER))  # one GET: no HEAD first
@@ -109,9 +140,12 @@ def open_store(url: str | Path, mode: str = "a") -> Store:
                 f"Store {fs.url} has format version {version}; this vidfeat reads up to "
                 f"{STORE_VERSION}. Upgrade vidfeat."
             )
-        return Store(fs, version)
-    if mode == "r":
-        raise StoreError(f"No vidfeat store at {fs.url} (no {STORE_MARKER}).")
+        return Store(fs, version, read_only=mode == "r")
+    if mode != "a":
+        raise StoreError(
+            f"No vidfeat store at {fs.url} (no {STORE_MARKER}): check the path, or open it "
+            "with mode 'a' to create one."
+        )
     # Ignore another creator's temporary marker file: two processes may create a store at once.
     foreign = [n for n in fs.listdir("") if not n.startswith(".tmp-") and n != STORE_MARKER]
     if foreign and not fs.exists("featuresets"):

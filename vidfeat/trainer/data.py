@@ -19,6 +19,7 @@ import torch
 from vidfeat.config import TrainConfig
 from vidfeat.errors import TrainError
 from vidfeat.store import open_store
+from vidfeat.store.featureset import uniform_positions
 
 
 @dataclass(slots=True)
@@ -221,12 +222,8 @@ def sequence_positions(
             (torch.rand(len(lengths), generator=generator) * (slack + 1).float()).floor().long()
         )
         pos = offset.unsqueeze(1) + t
-    else:
-        span = lengths.clamp_min(seq_len).float()
-        pos = torch.floor((t.float() + 0.5) * span.unsqueeze(1) / seq_len).long()
-        pos = torch.where(
-            lengths.unsqueeze(1) >= seq_len, pos, t.unsqueeze(0).expand(len(lengths), -1)
-        )
+    else:  # the store's own uniform sampling, so FeatureSet.sequences sees the same rows
+        pos = torch.from_numpy(uniform_positions(lengths.numpy(), seq_len)[0])
     return pos, pos < lengths.unsqueeze(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidfeat.config import TrainConfig
-from vidfeat.errors import TrainError
+from vidfeat.config import TrainConfig, build
+from vidfeat.errors import ConfigError, TrainError
 from vidfeat.models.backbone import resolve_device
 from vidfeat.models.heads import build_head
+from vidfeat.options import check_dataclass_values
 from vidfeat.runtime import tune_malloc
 from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
 from vidfeat.trainer.metrics import classification_metrics
@@ -29,6 +31,7 @@ from vidfeat.trainer.runs import (
     plot_run,
     write_history,
 )
+from vidfeat.trainer.tracking import Tracker, trackers
 
 
 @dataclass(slots=True)
@@ -156,18 +159,70 @@ def _val_metrics(s: _Setup, cfg: TrainConfig) -> tuple[dict[str, Any], float]:
     return classification_metrics(logits, labels, s.data.classes), loss
 
 
-def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = False) -> RunResult:
+def train(
+    cfg: TrainConfig | None = None,
+    /,
+    data: FeatureData | None = None,
+    verbose: bool = False,
+    **options: Any,
+) -> RunResult:
     """Train a head on a feature set: setup → (train_one_epoch → evaluate) per epoch, early
     stopping on validation top-1 → save the best epoch's head into a new run directory under
     ``cfg.runs_dir`` (config, metrics, history, checkpoint, plots) and add it to the runs
-    index. ``data``: features already loaded (a sweep loads once); default: read
-    ``cfg.featureset`` from ``cfg.store``. Raises ``TrainError`` / ``ConfigError``."""
+    index. Instead of a config, the options of ``vidfeat train`` as keyword arguments::
+
+        train(store="store", featureset="demo", head="gru", hidden=64, epochs=10)
+
+    ``data``: features already loaded (a sweep loads once); default: read ``cfg.featureset``
+    from ``cfg.store``. Returns a ``RunResult`` (run directory, metrics, best epoch). Ctrl-C
+    after an epoch saves the best so far (``interrupted``). Raises ``TrainError`` /
+    ``ConfigError``."""
+    if cfg is None:
+        check_dataclass_values(TrainConfig, options, "train()")
+        cfg = build(TrainConfig, options)
+    elif options:
+        raise ConfigError(f"Give a config or options, not both ({', '.join(options)}).")
     start = time.perf_counter()
+    tracked = trackers(cfg)  # a missing tracking library fails before the work
     s = setup(cfg, data)
     check_runs_dir(cfg.runs_dir)  # before the epochs, not after them
+    run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
+    try:
+        for t in tracked:
+            t.start(cfg, s.data, run_dir)
+        history, best, interrupted = _epochs(s, cfg, tracked, verbose)
+        s.model.load_state_dict(best[2])
+        metrics, _ = _val_metrics(s, cfg)
+        metrics |= {
+            "best_epoch": best[1],
+            "epochs_run": len(history),
+            "train_clips": len(s.data.train_idx),
+            "val_clips": len(s.data.val_idx),
+            "interrupted": interrupted,
+        }
+        save_run(run_dir, cfg, s.data, s.model, s.pca_state, metrics, history)
+    except BaseException:
+        for t in tracked:
+            t.finish(run_dir, {}, "FAILED")
+        shutil.rmtree(run_dir, ignore_errors=True)  # no half run directory
+        raise
+    for t in tracked:
+        t.finish(run_dir, metrics, "KILLED" if interrupted else "FINISHED")
+    seconds = time.perf_counter() - start
+    append_index(cfg.runs_dir, _index_row(run_dir, cfg, s.data, metrics, seconds))
+    return RunResult(run_dir, metrics, best[1], seconds, interrupted)
+
+
+Best = tuple[float, int, dict[str, torch.Tensor]]  # val top-1, epoch, the head's weights
+
+
+def _epochs(
+    s: _Setup, cfg: TrainConfig, tracked: list[Tracker], verbose: bool
+) -> tuple[list[dict[str, float]], Best, bool]:
+    """The epochs, early stopping on validation top-1: history, the best epoch, and whether
+    Ctrl-C ended them (after at least one epoch; before it, KeyboardInterrupt propagates)."""
     history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    interrupted = False
+    best: Best = (-1.0, 0, {})
     try:
         for epoch in range(1, cfg.epochs + 1):
             train_loss = train_one_epoch(s, cfg)
@@ -182,6 +237,8 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
                     "lr": lr,
                 }
             )
+            for t in tracked:
+                t.epoch(epoch, history[-1])
             if verbose:
                 print(
                     f"epoch {epoch:3d}  train {train_loss:.4f}  "
@@ -195,21 +252,8 @@ def train(cfg: TrainConfig, data: FeatureData | None = None, verbose: bool = Fal
     except KeyboardInterrupt:
         if not best[2]:
             raise  # no epoch finished: nothing worth a run directory
-        interrupted = True  # keep what the finished epochs learned
-    s.model.load_state_dict(best[2])
-    metrics, _ = _val_metrics(s, cfg)
-    metrics |= {
-        "best_epoch": best[1],
-        "epochs_run": len(history),
-        "train_clips": len(s.data.train_idx),
-        "val_clips": len(s.data.val_idx),
-        "interrupted": interrupted,
-    }
-    run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
-    save_run(run_dir, cfg, s.data, s.model, s.pca_state, metrics, history)
-    seconds = time.perf_counter() - start
-    append_index(cfg.runs_dir, _index_row(run_dir, cfg, s.data, metrics, seconds))
-    return RunResult(run_dir, metrics, best[1], seconds, interrupted)
+        return history, best, True  # keep what the finished epochs learned
+    return history, best, False
 
 
 def _index_row(
