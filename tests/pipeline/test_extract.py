@@ -322,3 +322,27 @@ def test_a_missing_input_fails_before_any_worker_starts(
     with pytest.raises(InputError, match=r"Input not found: .*typo"):
         extract(config(tmp_path / "typo", tmp_path / "store"))
     assert not (tmp_path / "store").exists()
+
+
+def test_keyword_options_and_provenance(dataset: Path, tmp_path: Path) -> None:
+    """``vidfeat.extract`` takes the CLI's options as keyword arguments, checked as the CLI
+    checks them; the feature set records who made it, how, and the user's words."""
+    import vidfeat
+    from vidfeat.errors import ConfigError
+
+    store = tmp_path / "store"
+    kwargs = {"inputs": [str(dataset)], "store": str(store), "backbone": "tiny", "frames": 4}
+    with pytest.raises(ConfigError, match=r"Invalid --frames \('4'\)"):
+        vidfeat.extract(**(kwargs | {"frames": "4"}))
+    with pytest.raises(ConfigError, match="not both"):
+        vidfeat.extract(config(dataset, store), frames=4)
+    report = vidfeat.extract(
+        **kwargs, name="kw", description="ramps, 4 frames", tag=["demo", "v1"], progress=False
+    )
+    assert (report.featureset, report.videos_done, report.rows) == ("kw", 6, 24)
+    p = open_store(store, "r").get_featureset("kw").provenance
+    assert p["description"] == "ramps, 4 frames" and p["tags"] == ["demo", "v1"]
+    assert "@" in p["created_by"] and p["vidfeat_version"] and p["created_at"] > 0
+    out = CliRunner().invoke(app, ["info", str(store), "kw"])
+    assert "description: ramps, 4 frames" in out.output and "tags: demo, v1" in out.output
+    assert "created: " in out.output

@@ -201,3 +201,44 @@ def test_cli_train_picks_the_only_featureset(featureset: tuple[str, str], tmp_pa
     open_store(empty)
     out = runner.invoke(app, ["train", str(empty), *args])
     assert "holds 0 feature sets (none): name one" in str(out.exception)  # main(): error: …
+
+
+@pytest.mark.slow
+def test_a_user_loop_on_the_pytorch_dataset_reaches_the_trainers_accuracy(
+    featureset: tuple[str, str], tmp_path: Path
+) -> None:
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader
+
+    from vidfeat.models.heads import build_head
+    from vidfeat.store import open_store
+    from vidfeat.torch import FeatureSequenceDataset
+
+    store, name = featureset
+    fset = open_store(store, "r").get_featureset(name)
+    train_set = FeatureSequenceDataset(fset, 16, split="train", train=True)
+    val_set = FeatureSequenceDataset(fset, 16, split="val", train=False)
+    assert (len(train_set), len(val_set)) == (24, 8) and train_set.classes == val_set.classes
+    x, mask, y = val_set[0]  # the trainer's evaluation rows, as FeatureSet.sequences gives
+    seqs = fset.sequences(16, [val_set.video_ids[0]])
+    assert torch.equal(x, torch.from_numpy(seqs.values[0]).float()) and mask.all()
+
+    torch.manual_seed(0)
+    model = build_head("lstm", x.shape[1], len(train_set.classes), hidden=64)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = DataLoader(
+        train_set, batch_size=8, shuffle=True, num_workers=2, persistent_workers=True
+    )
+    for _ in range(30):  # the user's own five lines
+        for x, mask, y in loader:
+            loss = F.cross_entropy(model(x, mask), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        x, mask, y = next(iter(DataLoader(val_set, batch_size=len(val_set))))
+        user_top1 = (model(x, mask).argmax(1) == y).float().mean().item()
+    trainer = train(store=store, featureset=name, hidden=64, epochs=30, runs_dir=str(tmp_path))
+    print(f"user loop top-1 {user_top1:.3f}, vidfeat train top-1 {trainer.metrics['top1']:.3f}")
+    assert user_top1 >= trainer.metrics["top1"] - 1 / len(val_set)  # one clip of slack

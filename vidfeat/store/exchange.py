@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vidfeat.errors import InputError, StoreError
+from vidfeat.errors import InputError, SpecMismatch, StoreError
 from vidfeat.store.featureset import FeatureSet
 from vidfeat.store.records import VideoRecord
 from vidfeat.store.spec import FeatureSetSpec
@@ -249,7 +249,14 @@ def import_rows(
         for a, b in zip(rows.offsets[:-1], rows.offsets[1:], strict=True)
     ]
     store.fs.check_writable("featuresets")
-    fset = store.create_featureset(name, spec, extra=creation_meta(description or source))
+    try:
+        fset = store.create_featureset(name, spec, extra=creation_meta(description or source))
+    except SpecMismatch as e:
+        first = str(e).splitlines()[:2]
+        raise SpecMismatch(
+            f"{' '.join(first)}. To add to it, give the same --source (and --dtype, --format) "
+            "it was created with; or import into another NAME."
+        ) from None
     cat = fset.catalog(refresh=True)
     stored = set(cat.video_ids())
     before = {
