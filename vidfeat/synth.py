@@ -146,8 +146,11 @@ def iter_videos(cfg: SynthConfig) -> Iterator[tuple[str, str, int, bool]]:
             yield cls, f"{cls}_{i:04d}", i, i >= cfg.videos_per_class - n_val
 
 
-def make_dataset(out: Path, cfg: SynthConfig, progress: Callable[[], None] | None = None) -> Path:
+def make_dataset(
+    out: str | Path, cfg: SynthConfig, progress: Callable[[], None] | None = None
+) -> Path:
     """Write ``out/<class>/<video>.<ext>`` and ``out/manifest.csv``; return the manifest."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ext, encoder, pix_fmt = CONTAINERS[cfg.codec]
     class_names = list(PATTERNS)[: cfg.classes]
