@@ -108,6 +108,12 @@ def test_npy_with_a_csv_imports_trains_and_predict_refuses(tmp_path: Path) -> No
         vidfeat("predict", str(run.run_dir), str(tmp_path / "clips.npy")),
         "predict needs a backbone",
     )
+    assert vidfeat("evaluate", str(run.run_dir)).returncode == 0
+    sweep = vidfeat(
+        "sweep", str(store), "ext", "--grid", "head=meanpool,gru", "--epochs", "1",
+        "--runs-dir", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
     assert vidfeat("ls", str(store)).stdout.split("\n")[1].split()[:2] == ["ext", "external"]
 
 
