@@ -4,10 +4,12 @@ The public API::
 
     import vidfeat
 
-    report = vidfeat.extract(vidfeat.ExtractConfig(inputs=("videos/",), store="store"))
+    report = vidfeat.extract(inputs=["videos/"], store="store", frames=16)
     fset = vidfeat.open_store("store", mode="r").get_featureset(report.featureset)
     values, pts = fset.read("class_a/clip01.mp4")
-    result = vidfeat.train(vidfeat.TrainConfig(store="store", featureset=report.featureset))
+    result = vidfeat.train(store="store", featureset=report.featureset, head="gru")
+
+(docs/python.md has the whole API: sequences, xarray, a PyTorch dataset, export and import.)
 
 Names load their modules on first use, so ``import vidfeat`` (and ``vidfeat --help``) stays
 instant and imports neither torch, dask nor av.
