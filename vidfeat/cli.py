@@ -172,6 +172,7 @@ def ls_(
 
 
 FAILURES_SHOWN_PER_KIND = 3
+EXTERNAL_SPEC_SHOWN = ("feature_dim", "dtype", "part_format", "kind", "source", "compression")
 
 
 def _print_provenance(p: dict[str, Any]) -> None:
@@ -216,6 +217,8 @@ def info(
     _print_provenance(fset.provenance)
     typer.echo("spec:")
     for k, v in doc["spec"].items():
+        if fset.spec.kind == "external" and k not in EXTERNAL_SPEC_SHOWN:
+            continue  # image-pipeline fields: empty for features computed elsewhere
         typer.echo(f"  {k.replace('_', ' ')}: {_readable(v)}")
     typer.echo(f"videos: {s.videos}  rows: {s.rows}  parts: {s.parts}  failures: {s.failures}")
     for kind, n in sorted(s.failures_by_kind.items()):

@@ -115,6 +115,9 @@ def test_npy_with_a_csv_imports_trains_and_predict_refuses(tmp_path: Path) -> No
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr
     assert vidfeat("ls", str(store)).stdout.split("\n")[1].split()[:2] == ["ext", "external"]
+    info = vidfeat("info", str(store), "ext").stdout
+    assert "source: clips.npy" in info and "kind: external" in info
+    assert "input size" not in info and "interpolation" not in info  # meaningless here
 
 
 def test_bad_imports_are_one_line_and_write_nothing(store_dir: Path, tmp_path: Path) -> None:
