@@ -282,7 +282,7 @@ OLD_STORE = Path(__file__).parent / "data" / "store-v1-0.1.0"
 
 def test_compact_upgrades_a_format_1_store(tmp_path: Path) -> None:
     shutil.copytree(OLD_STORE, tmp_path / "s")
-    old = open_store(tmp_path / "s", mode="r")
+    old = open_store(tmp_path / "s", mode="r+")  # compacting writes ("r" would refuse)
     assert old.version == 1
     before = {n: old.get_featureset(n).load() for n in old.featuresets()}
     sizes = {n: summarize(old.get_featureset(n)).bytes_on_disk for n in old.featuresets()}

@@ -25,7 +25,22 @@ def from_values(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
         return strings(values)
     if pa.types.is_boolean(type_):
         return from_numpy(np.array(values, np.bool_))
-    return from_numpy(np.array(values, type_.to_pandas_dtype()))
+    return from_numpy(np.array(values, numpy_dtype(type_)))
+
+
+def numpy_dtype(type_: pa.DataType) -> np.dtype[Any]:
+    """The numpy dtype of a numeric arrow type (``to_pandas_dtype`` imports pandas in some
+    pyarrow versions)."""
+    if pa.types.is_boolean(type_):
+        return np.dtype(np.bool_)
+    for is_kind, prefix in (
+        (pa.types.is_floating, "float"),
+        (pa.types.is_signed_integer, "int"),
+        (pa.types.is_unsigned_integer, "uint"),
+    ):
+        if is_kind(type_):
+            return np.dtype(f"{prefix}{type_.bit_width}")
+    raise TypeError(f"no numpy dtype for arrow type {type_}")
 
 
 def strings(values: Sequence[str | None]) -> pa.Array:
@@ -52,7 +67,7 @@ def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.
     or become ``fill`` in a number column."""
     if isinstance(column, pa.ChunkedArray):
         if column.num_chunks == 0:  # combine_chunks() of no chunks imports pandas
-            return np.zeros(0, np.dtype(column.type.to_pandas_dtype()))
+            return np.zeros(0, numpy_dtype(column.type))
         arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     else:
         arr = column
@@ -72,7 +87,7 @@ def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.
             return np.zeros(0, np.bool_)
         bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
         return bits[arr.offset : arr.offset + n].astype(np.bool_)
-    dtype = np.dtype(arr.type.to_pandas_dtype())
+    dtype = numpy_dtype(arr.type)
     if buf is None:
         return np.zeros(0, dtype)
     return np.frombuffer(buf, dtype)[arr.offset : arr.offset + n]
