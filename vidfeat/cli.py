@@ -398,6 +398,19 @@ def import_(
 
 
 # ------------------------------------------------------------------------------ extract
+def _count_flag(key: str, value: str | None) -> int | str | None:
+    """``--workers 4`` → 4, ``auto`` stays; anything else is one error line."""
+    from vidfeat.errors import ConfigError
+
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        flag = "--" + key.replace("_", "-")
+        raise ConfigError(f"Invalid {flag} ({value!r}): must be a whole number or auto.") from None
+
+
 @command()
 def extract(
     inputs: list[str] | None = typer.Argument(
@@ -438,7 +451,11 @@ def extract(
     batch_size: int | None = typer.Option(
         None, help="Frames per backbone batch (default 16 CPU, 128 CUDA)."
     ),
-    workers: int | None = typer.Option(None, help="Local Dask worker processes (default 1)."),
+    workers: str | None = typer.Option(
+        None,
+        metavar="N|auto",
+        help="Local Dask worker processes (default auto: 1 on the CPU, one per GPU on CUDA).",
+    ),
     scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler."),
     connect_timeout: float | None = typer.Option(
         None, help="Seconds to try reaching --scheduler (default 30)."
@@ -460,7 +477,12 @@ def extract(
         None, "--strict", help="Exit 1 if any input video is failed in the feature set."
     ),
     report: str | None = typer.Option(None, help="Write a JSON run report here."),
-    decode_threads: int | None = typer.Option(None, help="Decoder processes per part (default 2)."),
+    decode_threads: str | None = typer.Option(
+        None,
+        metavar="N|auto",
+        help="Decoder processes per worker (default auto: 2 on the CPU; on CUDA the worker's "
+        "cores less one).",
+    ),
     videos_per_part: int | None = typer.Option(None, help="Videos per part (default: balanced)."),
     timeout: float | None = typer.Option(
         None, help="Per-video decode timeout, seconds (default 600)."
@@ -479,6 +501,8 @@ def extract(
     """Extract features from videos into a feature set (resumable, fault tolerant)."""
     flags = dict(locals())  # before the imports below add names to locals()
     flags.pop("config"), flags.pop("quiet")
+    for key in ("workers", "decode_threads"):
+        flags[key] = _count_flag(key, flags[key])
     from vidfeat.config import read_config_file
     from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
     from vidfeat.pipeline.runner import extract as run_extract

@@ -111,14 +111,14 @@ class ExtractConfig:
     dtype: str = "float16"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    workers: int = 1
+    workers: int | None = None  # None: auto (vidfeat/pipeline/sizing.py)
     scheduler: str | None = None
     label_from: str = "auto"
     retry_failed: bool = False
     update: bool = False  # replace stored videos whose file content changed
     strict: bool = False
     report: str | None = None
-    decode_threads: int = 2
+    decode_threads: int | None = None  # None: auto
     videos_per_part: int | None = None
     timeout_s: float = 600.0
     max_in_flight: int | None = None
@@ -132,8 +132,8 @@ class ExtractConfig:
         check_choice("--format", self.format, PART_FORMATS)
         check_choice("--dtype", self.dtype, FEATURE_DTYPES)
         check_choice("--label-from", self.label_from, LABEL_SOURCES)
-        _check_positive("--workers", self.workers)
-        _check_positive("--decode-threads", self.decode_threads)
+        _check_positive("--workers", self.workers, allow_none=True)
+        _check_positive("--decode-threads", self.decode_threads, allow_none=True)
         _check_positive("--videos-per-part", self.videos_per_part, allow_none=True)
         _check_positive("--timeout", self.timeout_s)
         _check_positive("--connect-timeout", self.connect_timeout_s)

@@ -52,14 +52,14 @@ class ExtractOptions(BaseModel):
     device: Device | None = None
     precision: Precision | None = None
     batch_size: PositiveInt | None = None
-    workers: PositiveInt | None = None
+    workers: PositiveInt | typing.Literal["auto"] | None = None
     scheduler: str | None = None
     label_from: LabelSource | None = None
     retry_failed: bool | None = None
     update: bool | None = None
     strict: bool | None = None
     report: str | None = None
-    decode_threads: PositiveInt | None = None
+    decode_threads: PositiveInt | typing.Literal["auto"] | None = None
     videos_per_part: PositiveInt | None = None
     timeout: PositiveFloat | None = None
     connect_timeout: PositiveFloat | None = None
@@ -73,7 +73,8 @@ def _flag(key: str) -> str:
 
 def _one_line(error: ValidationError, source: str, flag: bool) -> ConfigError:
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "value"
+    key = str(first["loc"][0]) if first["loc"] else "value"  # options are flat; a union adds
+    # its member's name after the field's
     where = f" in {source}" if source else ""
     name = _flag(key) if flag else key
     if first["type"] == "extra_forbidden":
@@ -190,17 +191,22 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         dtype=values.get("dtype") or "float16",
         sampling=sampling,
         backbone=backbone,
-        workers=values.get("workers") or 1,
+        workers=_count(values.get("workers")),
         scheduler=values.get("scheduler"),
         label_from=values.get("label_from") or "auto",
         retry_failed=bool(values.get("retry_failed")),
         update=bool(values.get("update")),
         strict=bool(values.get("strict")),
         report=values.get("report"),
-        decode_threads=values.get("decode_threads") or 2,
+        decode_threads=_count(values.get("decode_threads")),
         videos_per_part=values.get("videos_per_part"),
         timeout_s=values.get("timeout") or 600.0,
         connect_timeout_s=values.get("connect_timeout") or 30.0,
         description=values.get("description") or "",
         tags=tuple([tags] if isinstance(tags := values.get("tag") or (), str) else tags),
     )
+
+
+def _count(value: int | str | None) -> int | None:
+    """A count option: a number, or "auto" / not given (None: vidfeat sizes it)."""
+    return None if value in (None, "auto") else int(value)

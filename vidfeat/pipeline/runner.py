@@ -5,6 +5,7 @@ dask.distributed."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
 from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
 from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
+from vidfeat.pipeline.sizing import CPU_DECODE_THREADS, Sizing, plan_sizing, visible_gpus
 from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 from vidfeat.store.leases import writer_lease
@@ -83,7 +85,7 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
         described: dict[str, dict[str, Any]] = client.run(
             prepare_worker,
             cfg.backbone,
-            cfg.decode_threads,
+            cfg.decode_threads or CPU_DECODE_THREADS,
             torch_threads,
             cfg.format,
             cfg.scheduler is None,
@@ -151,8 +153,9 @@ class _Cluster:
     thread as soon as a run begins, so that workers start while the inputs are discovered and
     checked against the store; and closed in a thread while the catalog snapshot is written."""
 
-    def __init__(self, cfg: ExtractConfig) -> None:
+    def __init__(self, cfg: ExtractConfig, gpus: tuple[str, ...] = ()) -> None:
         self._cfg = cfg
+        self._gpus = gpus
         self._cluster: Any = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-cluster")
         self._started = self._pool.submit(self._start)
@@ -187,7 +190,7 @@ class _Cluster:
                     "scheduler` runs there, the address and port (tcp://HOST:8786) and any "
                     "firewall; --connect-timeout waits longer."
                 ) from None
-        self._cluster = _local_cluster(cfg.workers)
+        self._cluster = _local_cluster(cfg.workers or 1, self._gpus)
         return Client(self._cluster)
 
     def _close(self) -> None:
@@ -197,7 +200,11 @@ class _Cluster:
             self._cluster.close(timeout=15)  # a worker stuck in a part must not hold up Ctrl-C
 
 
-def _local_cluster(workers: int) -> Any:
+def _local_cluster(workers: int, gpus: tuple[str, ...] = ()) -> Any:
+    """A LocalCluster of ``workers`` processes; with ``gpus``, worker i sees only GPU
+    ``gpus[i]`` (its own CUDA_VISIBLE_DEVICES, set by its nanny before the process starts)."""
+    import copy
+
     import dask
     from dask.distributed import LocalCluster
 
@@ -212,7 +219,7 @@ def _local_cluster(workers: int) -> Any:
     user_arena_max = os.environ.get("MALLOC_ARENA_MAX")
     with dask.config.set(environ):
         cluster = LocalCluster(
-            n_workers=workers,
+            n_workers=0 if gpus else workers,
             # One part at a time per process; its decoders run alongside the model. Two
             # parts at once (overlapping one's decoding with the other's inference) measured
             # 0.92x as fast on 2 cores: more decoders competing with torch's threads.
@@ -221,14 +228,21 @@ def _local_cluster(workers: int) -> Any:
             dashboard_address=":0",
             silence_logs=50,  # no teardown heartbeat noise in the user's terminal
         )
+        for i, gpu in enumerate(gpus):  # one spec per worker: the spec's env is the nanny's
+            spec = copy.deepcopy(cluster.new_spec)
+            spec["options"]["env"] = {**spec["options"].get("env", {}), "CUDA_VISIBLE_DEVICES": gpu}
+            cluster.worker_spec[f"gpu{i}-{gpu}"] = spec
+        if gpus:  # start them here: each nanny reads the environ settings above as it starts
+            cluster.scale(len(gpus))
+            cluster.wait_for_workers(len(gpus))
     if user_arena_max is None:  # the nanny set it in this process too, for its children
         os.environ.pop("MALLOC_ARENA_MAX", None)
     return cluster
 
 
 @contextmanager
-def _cluster(cfg: ExtractConfig) -> Iterator[_Cluster]:
-    cluster = _Cluster(cfg)
+def _cluster(cfg: ExtractConfig, gpus: tuple[str, ...] = ()) -> Iterator[_Cluster]:
+    cluster = _Cluster(cfg, gpus)
     try:
         yield cluster
     finally:
@@ -260,9 +274,15 @@ def extract(
     show = cfg.progress if progress is None else progress
     start = time.perf_counter()
     cores = os.cpu_count() or 1
-    torch_threads = max(1, cores // cfg.workers) if cfg.scheduler is None else None
+    sizing = _sizing(cfg, cores)
+    cfg = dataclasses.replace(cfg, workers=sizing.workers, decode_threads=sizing.decode_threads)
+    torch_threads = sizing.torch_threads if cfg.scheduler is None else None
     check_inputs(cfg.inputs)
-    with _cluster(cfg) as cluster:
+    if show and cfg.scheduler is None:
+        from rich.console import Console
+
+        Console(stderr=True).print(sizing.describe(cores), highlight=False)
+    with _cluster(cfg, sizing.gpus) as cluster:
         videos = discover(cfg.inputs, cfg.label_from)
         from rich.console import Console
 
@@ -286,7 +306,7 @@ def extract(
         report.videos_same_content = plan.same_content
         report.failures += plan.conflicts
         report.workers_ready_s = time.perf_counter() - start
-        n_workers = len(client.scheduler_info().get("workers", {})) or cfg.workers
+        n_workers = len(client.scheduler_info().get("workers", {})) or sizing.workers
         parts = plan_parts(plan.pending, n_workers, cfg.videos_per_part)
         report.parts = len(parts)
         if parts:
@@ -305,6 +325,15 @@ def extract(
         with open(cfg.report, "w") as f:
             json.dump(report.to_json(), f, indent=2)
     return report
+
+
+def _sizing(cfg: ExtractConfig, cores: int) -> Sizing:
+    """Workers, decoders and GPUs of this run. With --scheduler the workers are the user's:
+    an auto decoder count is the CPU's (a GPU worker's cores are not known here)."""
+    if cfg.scheduler:
+        return Sizing(cfg.workers or 1, cfg.decode_threads or CPU_DECODE_THREADS, 1)
+    gpus = visible_gpus() if cfg.backbone.device != "cpu" else []
+    return plan_sizing(cores, gpus, cfg.backbone.device, cfg.workers, cfg.decode_threads)
 
 
 def _snapshot(store_version: int, fset: FeatureSet, report: ExtractReport) -> None:
@@ -358,7 +387,7 @@ def _part_tasks(
             group,
             cfg.backbone,
             cfg.sampling,
-            cfg.decode_threads,
+            cfg.decode_threads or CPU_DECODE_THREADS,  # sized by extract() before this
             cfg.timeout_s,
             torch_threads,
             progress_topic,
