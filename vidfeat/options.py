@@ -73,8 +73,8 @@ def _flag(key: str) -> str:
 
 def _one_line(error: ValidationError, source: str, flag: bool) -> ConfigError:
     first = error.errors()[0]
-    key = str(first["loc"][0]) if first["loc"] else "value"  # options are flat; a union adds
-    # its member's name after the field's
+    # Options are flat: the field is the first place (a union adds its member's name after it).
+    key = str(first["loc"][0]) if first["loc"] else "value"
     where = f" in {source}" if source else ""
     name = _flag(key) if flag else key
     if first["type"] == "extra_forbidden":
@@ -124,37 +124,7 @@ def extract_options(
     return check_extract_options({**from_file, **from_flags}, source)
 
 
-EXTRACT_KEYS = {
-    "inputs",
-    "store",
-    "name",
-    "format",
-    "dtype",
-    "frames",
-    "fps",
-    "stride",
-    "all_frames",
-    "max_frames",
-    "backbone",
-    "weights",
-    "preprocess",
-    "device",
-    "precision",
-    "batch_size",
-    "workers",
-    "scheduler",
-    "label_from",
-    "retry_failed",
-    "update",
-    "strict",
-    "report",
-    "decode_threads",
-    "videos_per_part",
-    "timeout",
-    "connect_timeout",
-    "description",
-    "tag",
-}
+EXTRACT_KEYS = set(ExtractOptions.model_fields)  # what a --config file may hold
 
 
 def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
@@ -203,10 +173,17 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         timeout_s=values.get("timeout") or 600.0,
         connect_timeout_s=values.get("connect_timeout") or 30.0,
         description=values.get("description") or "",
-        tags=tuple([tags] if isinstance(tags := values.get("tag") or (), str) else tags),
+        tags=_tags(values.get("tag")),
     )
 
 
 def _count(value: int | str | None) -> int | None:
     """A count option: a number, or "auto" / not given (None: vidfeat sizes it)."""
     return None if value in (None, "auto") else int(value)
+
+
+def _tags(value: list[str] | str | None) -> tuple[str, ...]:
+    """``--tag`` given once (a TOML string) or repeated (a list)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
