@@ -26,7 +26,6 @@ from vidfeat.trainer.metrics import classification_metrics
 from vidfeat.trainer.runs import (
     absolute_store,
     append_index,
-    check_runs_dir,
     new_run_dir,
     plot_run,
     write_history,
@@ -185,7 +184,7 @@ def train(
     start = time.perf_counter()
     tracked = trackers(cfg)  # a missing tracking library fails before the work
     s = setup(cfg, data)
-    check_runs_dir(cfg.runs_dir)  # before the epochs, not after them
+    # Made before the epochs: an unwritable --runs-dir fails now, not after the training.
     run_dir = new_run_dir(cfg.runs_dir, cfg.head, cfg.name)
     try:
         for t in tracked:

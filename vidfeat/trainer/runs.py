@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,6 @@ def _unwritable(runs_dir: str, e: OSError) -> TrainError:
         f"Cannot write runs in {runs_dir} ({e.strerror or type(e).__name__}): "
         "pass --runs-dir a folder you can write."
     )
-
-
-def check_runs_dir(runs_dir: str) -> None:
-    """TrainError now, before any training, unless run directories can be made in it."""
-    try:
-        Path(runs_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=runs_dir, prefix=".tmp-writable-"):
-            pass
-    except OSError as e:
-        raise _unwritable(runs_dir, e) from None
 
 
 def new_run_dir(runs_dir: str, head: str, name: str | None) -> Path:
