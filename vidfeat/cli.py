@@ -448,8 +448,22 @@ def extract(
         "bfloat16 pays only with bf16 units (GPUs, CPUs with AMX / AVX512-BF16); elsewhere it "
         "is emulated and several times slower (docs/performance.md).",
     ),
-    batch_size: int | None = typer.Option(
-        None, help="Frames per backbone batch (default 16 CPU, 128 CUDA)."
+    batch_size: str | None = typer.Option(
+        None,
+        metavar="N|auto",
+        help="Frames per backbone batch (default auto: 16 on the CPU; on CUDA probed once per "
+        "backbone and GPU, then cached).",
+    ),
+    hwaccel: str | None = typer.Option(
+        None,
+        help="none (default) or cuda: decode on the GPU's video engines where FFmpeg can; "
+        "each video records its decoder, and why software was used when it was.",
+    ),
+    resize_on: str | None = typer.Option(
+        None,
+        help="host (default: the decoder resizes and crops) or device: frames travel at a "
+        "bounded size and the backbone's device resizes and crops them (a different feature "
+        "set: its values differ slightly).",
     ),
     workers: str | None = typer.Option(
         None,
@@ -501,7 +515,7 @@ def extract(
     """Extract features from videos into a feature set (resumable, fault tolerant)."""
     flags = dict(locals())  # before the imports below add names to locals()
     flags.pop("config"), flags.pop("quiet")
-    for key in ("workers", "decode_threads"):
+    for key in ("workers", "decode_threads", "batch_size"):
         flags[key] = _count_flag(key, flags[key])
     from vidfeat.config import read_config_file
     from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
@@ -521,6 +535,8 @@ def extract(
     )
     if rep.videos_same_content:
         typer.echo(f"  {rep.videos_same_content} changed files have the stored bytes: kept")
+    if rep.hwaccel != "none":
+        _echo_hwaccel(rep)
     if rep.snapshot_note:
         typer.echo(f"  note: {rep.snapshot_note}", err=True)
     for f in rep.failures[:20]:
@@ -536,6 +552,17 @@ def extract(
         )
     if cfg.strict and rep.failed_inputs:
         raise typer.Exit(1)
+
+
+def _echo_hwaccel(rep: Any) -> None:
+    """How many videos the GPU decoded, and why the others were not (grouped reasons)."""
+    from collections import Counter
+
+    total = rep.videos_hw_decoded + len(rep.decode_fallbacks)
+    typer.echo(f"  decoded on {rep.hwaccel}: {rep.videos_hw_decoded} of {total} videos")
+    reasons = Counter(line.split(": ", 1)[1] for line in rep.decode_fallbacks)
+    for why, n in reasons.most_common(5):
+        typer.echo(f"  {n} in {why}", err=True)
 
 
 # ------------------------------------------------------------------------------ train

@@ -21,12 +21,16 @@ FeatureDtype = Literal["float16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 LabelSource = Literal["auto", "manifest", "parent", "none"]
+HwAccel = Literal["none", "cuda"]  # where videos are decoded (cuda: the GPU's video engines)
+ResizeOn = Literal["host", "device"]  # where frames are resized and cropped
 SAMPLING_MODES = ("frames", "fps", "stride", "all")
 PART_FORMATS: tuple[str, ...] = get_args(PartFormat)
 FEATURE_DTYPES: tuple[str, ...] = get_args(FeatureDtype)
 DEVICES: tuple[str, ...] = get_args(Device)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
+HWACCELS: tuple[str, ...] = get_args(HwAccel)
+RESIZE_ON: tuple[str, ...] = get_args(ResizeOn)
 # Resize filters the decoder can apply exactly as the weights' reference transforms do.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
@@ -90,16 +94,17 @@ class BackboneConfig:
     weights: str = "DEFAULT"
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int | None = None  # None: 16 on the CPU (faster per image here), 128 on CUDA
+    batch_size: int | None = None  # None: auto (vidfeat/models/batch_size.py)
     preprocess: str | None = None  # the reference transform a weights file was trained with
+    # host: the decoder resizes and crops (swscale); device: it sends frames at a bounded size
+    # and the backbone's device resizes and crops them (part of the feature set's identity).
+    resize_on: str = "host"
 
     def __post_init__(self) -> None:
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("--resize-on", self.resize_on, RESIZE_ON)
         _check_positive("--batch-size", self.batch_size, allow_none=True)
-
-    def resolved_batch_size(self, device_type: str) -> int:
-        return self.batch_size or (128 if device_type == "cuda" else 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +132,11 @@ class ExtractConfig:
     connect_timeout_s: float = 30.0  # how long to try reaching the --scheduler
     description: str = ""  # recorded when the run creates the feature set
     tags: tuple[str, ...] = ()
+    hwaccel: str = "none"  # decode on the GPU's video engines where it can (per-video record)
 
     def __post_init__(self) -> None:
         check_choice("--format", self.format, PART_FORMATS)
+        check_choice("--hwaccel", self.hwaccel, HWACCELS)
         check_choice("--dtype", self.dtype, FEATURE_DTYPES)
         check_choice("--label-from", self.label_from, LABEL_SOURCES)
         _check_positive("--workers", self.workers, allow_none=True)

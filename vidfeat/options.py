@@ -18,9 +18,11 @@ from vidfeat.config import (
     Device,
     ExtractConfig,
     FeatureDtype,
+    HwAccel,
     LabelSource,
     PartFormat,
     Precision,
+    ResizeOn,
     SamplingConfig,
     merge_options,
 )
@@ -51,7 +53,7 @@ class ExtractOptions(BaseModel):
     preprocess: str | None = None
     device: Device | None = None
     precision: Precision | None = None
-    batch_size: PositiveInt | None = None
+    batch_size: PositiveInt | typing.Literal["auto"] | None = None
     workers: PositiveInt | typing.Literal["auto"] | None = None
     scheduler: str | None = None
     label_from: LabelSource | None = None
@@ -65,6 +67,8 @@ class ExtractOptions(BaseModel):
     connect_timeout: PositiveFloat | None = None
     description: str | None = None
     tag: list[str] | str | None = None
+    hwaccel: HwAccel | None = None
+    resize_on: ResizeOn | None = None
 
 
 def _flag(key: str) -> str:
@@ -149,8 +153,9 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         weights=values.get("weights") or "DEFAULT",
         device=values.get("device") or "auto",
         precision=values.get("precision") or "auto",
-        batch_size=values.get("batch_size"),
+        batch_size=_count(values.get("batch_size")),
         preprocess=values.get("preprocess"),
+        resize_on=values.get("resize_on") or "host",
     )
     inputs = values.get("inputs") or ()
     return ExtractConfig(
@@ -174,6 +179,7 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         connect_timeout_s=values.get("connect_timeout") or 30.0,
         description=values.get("description") or "",
         tags=_tags(values.get("tag")),
+        hwaccel=values.get("hwaccel") or "none",
     )
 
 

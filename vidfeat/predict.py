@@ -100,6 +100,7 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
             "auto",
             spec.precision,
             preprocess=backbone_cfg.get("preprocess"),
+            resize_on=spec.resize_on,  # the set's rows were resized there: new videos too
         )
     )
     if backbone.weights_id != spec.weights_id:

@@ -67,3 +67,33 @@ def test_each_pinned_worker_sees_only_its_gpu() -> None:
     for environ in seen:  # and the environment every vidfeat worker gets (runner._local_cluster)
         assert environ["OMP_NUM_THREADS"] is None and environ["MALLOC_TRIM_THRESHOLD_"] is None
         assert environ["MALLOC_ARENA_MAX"] == "1"
+
+
+def _worker_gpus() -> tuple[str | None, int, str]:
+    import torch
+
+    return (
+        os.environ.get("CUDA_VISIBLE_DEVICES"),
+        torch.cuda.device_count(),
+        torch.cuda.get_device_name(),
+    )
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.cluster
+def test_real_gpus_get_one_pinned_worker_each() -> None:
+    from dask.distributed import Client
+
+    from vidfeat.pipeline.runner import _local_cluster
+    from vidfeat.pipeline.sizing import visible_gpus
+
+    gpus = tuple(visible_gpus())
+    cluster = _local_cluster(len(gpus), gpus)
+    try:
+        with Client(cluster) as client:
+            seen = sorted(client.run(_worker_gpus).values(), key=lambda s: str(s[0]))
+    finally:
+        cluster.close()
+    print(f"workers: {seen}")
+    assert sorted(s[0] or "" for s in seen) == sorted(gpus)
+    assert all(count == 1 for _, count, _ in seen)  # each sees its own GPU only

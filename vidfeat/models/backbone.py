@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidfeat.config import DEVICES, PRECISIONS, check_choice, check_interpolation
+from vidfeat.config import DEVICES, PRECISIONS, RESIZE_ON, check_choice, check_interpolation
 from vidfeat.errors import BackboneError, ConfigError
 
 
@@ -50,6 +50,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+class InFlight:
+    """A batch submitted to a backbone: ``result()`` is its (B, D) float32 features."""
+
+    def __init__(self, features: torch.Tensor, done: Any = None) -> None:
+        self._features, self._done = features, done
+
+    def result(self) -> np.ndarray:
+        if self._done is None:
+            out: np.ndarray = self._features.numpy()
+            return out
+        self._done.synchronize()
+        # A copy: the pinned block goes back to torch's cache instead of living on in rows.
+        return self._features.numpy().copy()
+
+
 class Backbone:
     """Call with a uint8 (B, H, W, 3) batch; get float32 (B, D) features as numpy."""
 
@@ -63,8 +78,11 @@ class Backbone:
         device: str = "auto",
         precision: str = "auto",
         channels_last: bool = True,
+        resize_on: str = "host",
     ) -> None:
         self.name = name
+        check_choice("resize_on", resize_on, RESIZE_ON)
+        self.resize_on = resize_on
         self.feature_dim = feature_dim
         self.preprocess = preprocess
         self.weights_id = weights_id
@@ -77,6 +95,7 @@ class Backbone:
         # x/255 → (x/255 - mean)/std folded into one multiply-add
         self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1)
         self._shift = (-mean / std).view(1, 3, 1, 1)
+        self._copy_stream: Any = None  # CUDA: uploads overlap the compute stream
 
     def __repr__(self) -> str:
         return (
@@ -100,8 +119,8 @@ class Backbone:
                 f"Backbone {self.name} expects uint8 (B, H, W, 3) frames, got "
                 f"{tuple(x.shape)} {x.dtype}."
             )
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+        if x.device != self.device:
+            x = x.to(self.device)
         x = x.permute(0, 3, 1, 2).float()
         return (x * self._scale + self._shift).contiguous(memory_format=self.memory_format)
 
@@ -117,10 +136,41 @@ class Backbone:
             return out.float()
 
     def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.submit(batch).result()
+
+    def submit(self, batch: np.ndarray | torch.Tensor) -> InFlight:
+        """Start a batch; ``.result()`` waits for its features. On CUDA the call returns once
+        the work is queued: the frames go up on a copy stream from pinned memory (torch's
+        caching host allocator reuses the pinned blocks), so the next batch's upload and the
+        host's work overlap this batch's compute, and the features come back by a
+        non-blocking copy. On the CPU the batch is computed here."""
+        if self.device.type != "cuda":
+            with torch.inference_mode():
+                return InFlight(self.forward_tensor(self.normalise(batch)))
         with torch.inference_mode():
-            feats = self.forward_tensor(self.normalise(batch))
-        result: np.ndarray = feats.cpu().numpy()
-        return result
+            x = self._upload(batch)
+            feats = self.forward_tensor(self.normalise(x))
+            out = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+            out.copy_(feats, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        return InFlight(out, done)
+
+    def _upload(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(np.ascontiguousarray(batch))
+        x = batch
+        if x.device.type == "cuda":
+            return x
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        pinned = x.pin_memory()
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = pinned.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        on_device.record_stream(compute)  # its memory is the compute stream's to free
+        return on_device
 
     def describe(self) -> dict[str, Any]:
         p = self.preprocess
@@ -134,4 +184,5 @@ class Backbone:
             "mean": tuple(float(v) for v in p.mean),
             "std": tuple(float(v) for v in p.std),
             "precision": self.precision,
+            "resize_on": self.resize_on,
         }

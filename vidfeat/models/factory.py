@@ -20,11 +20,19 @@ def create_backbone(
     device: str = "auto",
     precision: str = "auto",
     preprocess: str | None = None,
+    resize_on: str = "host",
 ) -> Backbone:
     tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
     built = build_module(name, weights, preprocess)
     return Backbone(
-        name, built.module, built.feature_dim, built.preprocess, built.weights_id, device, precision
+        name,
+        built.module,
+        built.feature_dim,
+        built.preprocess,
+        built.weights_id,
+        device,
+        precision,
+        resize_on=resize_on,
     )
 
 

@@ -14,6 +14,12 @@ transforms resize RGB images with an antialiasing filter; scaling during the YUV
 differs from them by 2-5/255 per pixel), with the display aspect (SAR) and rotation, and are
 centre-cropped by slicing.
 
+With ``hwaccel="cuda"`` the decoding itself runs on the GPU's video engines (NVDEC through
+FFmpeg's hwaccel; H.264 and HEVC decoding is bit-exact by the standard, so the frames are the
+same) and the frames come back to the host for the same conversion. When the device or the
+codec cannot, or the hardware decoder fails, the video is decoded in software and the report
+says why: a fallback is never silent.
+
 Every failure raises VideoDecodeError with a kind; an error never becomes an empty result.
 """
 
@@ -29,6 +35,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.codec.hwaccel import HWAccel
 
 from vidfeat.config import check_interpolation
 from vidfeat.errors import VideoDecodeError
@@ -61,14 +68,23 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
-    """Resize the shorter displayed side to ``resize`` (``interpolation``), crop ``crop``²."""
+    """Resize the shorter displayed side to ``resize`` (``interpolation``), crop ``crop``².
+    ``on_device``: the decoder stops at the displayed frame, its shorter side at most
+    ``upload_shorter`` (device_resize.py does the rest on the backbone's device)."""
 
     resize: int
     crop: int
     interpolation: str = "bilinear"
+    on_device: bool = False
 
     def __post_init__(self) -> None:
         check_interpolation(self.interpolation)
+
+    @property
+    def upload_shorter(self) -> int:
+        # Twice the resize: a 360p or 480p video travels at its own size (no host resize at
+        # all), a 1080p one is halved on the host first and finished on the device.
+        return 2 * self.resize
 
 
 @dataclass(slots=True)
@@ -80,6 +96,13 @@ class DecodeReport:
     late_seeks: int = 0  # seeks that landed past their target and were retried further back
     decoded: int = 0  # frames the decoder presented
     rotation: int = 0
+    decoder: str = "software"  # where the frames were decoded: software | cuda
+    fallback: str = ""  # why hardware decoding was asked for and not used (or stopped)
+
+    def describe_decoder(self) -> str:
+        """The decoder as a video's record states it: ``cuda``, ``software``, or
+        ``software (cuda fallback: <why>)``."""
+        return f"{self.decoder} ({self.fallback})" if self.fallback else self.decoder
 
 
 def _looks_like_video(path: str) -> bool:
@@ -96,7 +119,7 @@ def _looks_like_video(path: str) -> bool:
     )
 
 
-def _open(path: str) -> Any:
+def _open(path: str, hwaccel: str | None = None) -> Any:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -107,6 +130,9 @@ def _open(path: str) -> Any:
         raise VideoDecodeError("not_a_video", f"{path}: empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise VideoDecodeError("not_found", f"{path}: cannot read (permission denied)")
+    if hwaccel is not None:  # failures are the caller's to record; it then opens in software
+        device = HWAccel(hwaccel, allow_software_fallback=False)
+        return av.open(path, metadata_errors="ignore", hwaccel=device)
     try:
         return av.open(path, metadata_errors="ignore")
     except av.error.FFmpegError as e:
@@ -185,7 +211,7 @@ def _frame_rotation(frame: Any, index: VideoIndex) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DecodedChunk:
-    frames: np.ndarray  # uint8 (k, crop, crop, 3)
+    frames: np.ndarray  # uint8 (k, crop, crop, 3); (k, H, W, 3) displayed for on_device
     frame_index: np.ndarray  # int64 (k,)
     pts_s: np.ndarray  # float64 (k,)
 
@@ -197,14 +223,22 @@ def convert_frame(frame: Any, geometry: Geometry, sar: Fraction, rotation: int) 
     quarter = rotation in (90, 270)
     w, h = max(1, round(frame.width * sar)), frame.height
     disp_w, disp_h = (h, w) if quarter else (w, h)
-    new_w, new_h = resize_dims(disp_w, disp_h, geometry.resize)
+    if geometry.on_device:  # the displayed frame, bounded
+        shorter = min(disp_w, disp_h, geometry.upload_shorter)
+        new_w, new_h = resize_dims(disp_w, disp_h, shorter)
+    else:
+        new_w, new_h = resize_dims(disp_w, disp_h, geometry.resize)
     raw_w, raw_h = (new_h, new_w) if quarter else (new_w, new_h)
     planar = frame.reformat(format="gbrp")
-    rgb = planar.reformat(
-        width=raw_w, height=raw_h, format="gbrp", interpolation=_SWSCALE[geometry.interpolation]
-    ).to_ndarray()
+    if (raw_w, raw_h) != (frame.width, frame.height):
+        planar = planar.reformat(
+            width=raw_w, height=raw_h, format="gbrp", interpolation=_SWSCALE[geometry.interpolation]
+        )
+    rgb = planar.to_ndarray()
     if rotation:
         rgb = np.rot90(rgb, k=-(rotation // 90))  # clockwise by `rotation`
+    if geometry.on_device:
+        return np.ascontiguousarray(rgb)
     x0, y0 = center_crop_box(new_w, new_h, geometry.crop)
     return np.ascontiguousarray(rgb[y0 : y0 + geometry.crop, x0 : x0 + geometry.crop])
 
@@ -221,10 +255,17 @@ class _ExactDecoder:
     index, by its position in a decode from the start)."""
 
     def __init__(
-        self, path: str, index: VideoIndex, threads: int, deadline: float | None, report: Any
+        self,
+        path: str,
+        index: VideoIndex,
+        threads: int,
+        deadline: float | None,
+        report: Any,
+        hwaccel: str | None = None,
     ) -> None:
         self.path, self.index, self.threads = path, index, threads
         self.deadline, self.report = deadline, report
+        self.hwaccel = hwaccel  # None: software (asked for, or fallen back to)
         self.container: Any = None
         self.frames: Iterator[Any] | None = None
         self.position: int | None = None  # pts (or ordinal) of the last frame of this run
@@ -241,12 +282,42 @@ class _ExactDecoder:
         if self.container is not None:
             self.container.close()
             self.report.seeks += 1
-        self.container = _open(self.path)
-        self.stream = _video_stream(self.container, self.path)
-        self.stream.thread_type = "AUTO"
-        self.stream.thread_count = self.threads
+        self.container = self._open_hardware() if self.hwaccel else None
+        if self.container is None:
+            self.container = _open(self.path)
+            self.stream = _video_stream(self.container, self.path)
+            self.stream.thread_type = "AUTO"
+            self.stream.thread_count = self.threads
         self.frames, self.position = None, None
         self.at_start = True
+
+    def _open_hardware(self) -> Any:
+        """The container with its video stream decoding on ``self.hwaccel``, or None (and the
+        reason recorded) when the device or the codec cannot."""
+        assert self.hwaccel is not None
+        try:
+            container = _open(self.path, self.hwaccel)
+        except (av.error.FFmpegError, OSError) as e:  # no device, no driver, no permission
+            self._to_software(f"{self.hwaccel} device unavailable: {e}")
+            return None
+        try:
+            stream = _video_stream(container, self.path)
+        except VideoDecodeError:
+            container.close()
+            raise
+        if not stream.codec_context.is_hwaccel:
+            codec = stream.codec_context.name
+            self._to_software(f"FFmpeg has no {self.hwaccel} decoder for {codec}")
+            container.close()
+            return None
+        self.stream = stream
+        self.report.decoder = self.hwaccel
+        return container
+
+    def _to_software(self, why: str) -> None:
+        self.report.fallback = self.report.fallback or f"{self.hwaccel} fallback: {why}"
+        self.report.decoder = "software"
+        self.hwaccel = None
 
     def _seek(self, ts: int) -> None:
         self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
@@ -307,7 +378,18 @@ class _ExactDecoder:
         return i < len(self.index.pts) and int(self.index.pts[i]) == pts
 
     def frame_at(self, row: int) -> Any:
-        """The decoded frame of index row ``row`` (rows asked for in ascending order)."""
+        """The decoded frame of index row ``row`` (rows asked for in ascending order). A
+        hardware decoder that fails hands over to software, from a fresh start."""
+        if self.hwaccel is None:
+            return self._frame_at(row)
+        try:
+            return self._frame_at(row)
+        except av.error.FFmpegError as e:
+            self._to_software(f"the hardware decoder failed before frame {row}: {e}")
+            self._reopen()
+            return self._frame_at(row)
+
+    def _frame_at(self, row: int) -> Any:
         ix = self.index
         if ix.ordinal:
             if self.position is not None and self.position >= row:
@@ -380,8 +462,10 @@ def decode_selected(
     chunk: int = 16,
     threads: int = 1,
     report: DecodeReport | None = None,
+    hwaccel: str | None = None,
 ) -> Iterator[DecodedChunk]:
-    """Yield the selected frames (ascending indices into ``index``), ``chunk`` at a time."""
+    """Yield the selected frames (ascending indices into ``index``), ``chunk`` at a time,
+    decoded on ``hwaccel`` (``cuda``) when it can, else in software (``report`` says which)."""
     if len(selected) == 0:
         raise VideoDecodeError("zero_frames", f"{path}: sampling selected no frames")
     report = report if report is not None else DecodeReport()
@@ -390,7 +474,7 @@ def decode_selected(
     buf_idx: list[int] = []
     emitted = 0
     seconds = index.seconds
-    decoder = _ExactDecoder(path, index, threads, deadline, report)
+    decoder = _ExactDecoder(path, index, threads, deadline, report, hwaccel)
     try:
         for row in selected:
             frame = decoder.frame_at(int(row))

@@ -19,16 +19,18 @@ import numpy as np
 
 from vidfeat.config import BackboneConfig, SamplingConfig
 from vidfeat.errors import ValueRangeError, VideoDecodeError
-from vidfeat.models.backbone import Backbone
+from vidfeat.models.backbone import Backbone, InFlight
+from vidfeat.models.batch_size import auto_batch_size
 from vidfeat.pipeline.decode import Geometry, VideoIndex
+from vidfeat.pipeline.device_resize import device_batch
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
 from vidfeat.pipeline.tasks import PartSummary, PartTask
 from vidfeat.store import CommitResult, FailureRecord, FeatureSet, VideoRecord
 from vidfeat.uris import is_remote, is_url
 
-# Per-process cache, not configuration: (name, weights, device, precision, preprocess).
-_MODELS: dict[tuple[str, str, str, str, str | None], Backbone] = {}
+# Per-process cache, not configuration: (name, weights, device, precision, preprocess, resize).
+_MODELS: dict[tuple[str, str, str, str, str | None, str], Backbone] = {}
 _MODELS_LOCK = threading.Lock()
 _WARMED: set[int] = set()  # ids of the cached models warmed up
 WARM_UP_FRAMES = 2
@@ -43,11 +45,11 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
     """The process's backbone for this config, loaded once."""
     from vidfeat.models.factory import create_backbone
 
-    key = (cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess)
+    key = (cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess, cfg.resize_on)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = create_backbone(
-                cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess
+                cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess, cfg.resize_on
             )
         return _MODELS[key]
 
@@ -68,16 +70,18 @@ def prepare_worker(
         first = id(model) not in _WARMED
         _WARMED.add(id(model))
     if first:  # a long-lived worker (--scheduler) warms each model once
+        probe = backbone.batch_size is None
         threading.Thread(
-            target=_warm_up, args=(model, part_format), name="vidfeat-warm-up", daemon=True
+            target=_warm_up, args=(model, part_format, probe), name="vidfeat-warm-up", daemon=True
         ).start()
     return model.describe()
 
 
-def _warm_up(model: Backbone, part_format: str) -> None:
+def _warm_up(model: Backbone, part_format: str, probe_batch_size: bool = False) -> None:
     """A first small batch, under the inference lock (the first forward pass pays one-time
-    set-up: threads, kernels, the allocator's growth), then the part format's library: both
-    while the first part's decoders open their videos, not in its first batch and write."""
+    set-up: threads, kernels, the allocator's growth), the batch-size probe on CUDA when it is
+    auto, then the part format's library: all while the first part's decoders open their
+    videos, not in its first batch and write."""
     import torch
 
     from vidfeat.store.formats import get_format
@@ -85,6 +89,8 @@ def _warm_up(model: Backbone, part_format: str) -> None:
     size = model.preprocess.input_size
     with _INFERENCE_LOCK, torch.inference_mode():
         model(np.zeros((WARM_UP_FRAMES, size, size, 3), np.uint8))
+        if probe_batch_size:
+            auto_batch_size(model)
     get_format(part_format).import_library()
 
 
@@ -98,6 +104,7 @@ class VideoResult:
     sha256: str = ""
     error: VideoDecodeError | None = None
     done: bool = False
+    decoder: str = ""  # DecodeReport.describe_decoder(); a segment's fallback wins
 
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, pts, frame_index) in frame order: the chunks of a video that several
@@ -125,6 +132,7 @@ def _decode_worker(
     timeout_s: float,
     geometry: Geometry,
     out: queue.Queue[Any],
+    hwaccel: str | None = None,
 ) -> None:
     """Runs in a decode thread: has a sandboxed child decode one segment of the video, pushes
     its frame chunks, then a final 'done' or 'error'."""
@@ -137,6 +145,7 @@ def _decode_worker(
             timeout_s,
             lambda chunk: out.put(("frames", slot, chunk)),
             segment,
+            hwaccel,
         )
         out.put(("done", slot, (index, sha256, report, segment[0])))
     except VideoDecodeError as e:
@@ -165,14 +174,18 @@ def run_videos(
     decode_threads: int = 2,
     timeout_s: float = 600.0,
     on_progress: ProgressCallback | None = None,
+    hwaccel: str | None = None,
 ) -> tuple[list[VideoResult], RunStats]:
-    """Decode all videos concurrently and run the backbone on batches mixed across videos.
+    """Decode all videos concurrently (on ``hwaccel`` when it can) and run the backbone on
+    batches mixed across videos.
     ``on_progress(videos_done, videos_failed, frames)``, running totals, is called as each
     video finishes and, while frames flow, about once a second."""
     import torch
 
     p = backbone.preprocess
-    geometry = Geometry(p.resize_size, p.input_size, p.interpolation)
+    geometry = Geometry(
+        p.resize_size, p.input_size, p.interpolation, on_device=backbone.resize_on == "device"
+    )
     results = [VideoResult(v) for v in videos]
     jobs = [
         (slot, (j, k))
@@ -198,31 +211,51 @@ def run_videos(
             last_report = now
             on_progress(counts["done"], counts["failed"], stats.frames)
 
-    def flush() -> None:
-        nonlocal pending, pending_rows
-        if not pending:
+    # One batch in flight: on CUDA the next batch is assembled and uploaded while it computes.
+    in_flight: tuple[InFlight, list[tuple[int, Any]]] | None = None
+
+    def collect() -> None:
+        nonlocal in_flight
+        if in_flight is None:
             return
-        frames = np.concatenate([c.frames for _, c in pending])
+        job, batch = in_flight
+        in_flight = None
         with _INFERENCE_LOCK:
             start = time.perf_counter()
-            feats = backbone(frames)
+            feats = job.result()
             stats.model_s += time.perf_counter() - start
-        stats.frames += len(frames)
+        stats.frames += len(feats)
         row = 0
-        for slot, c in pending:
+        for slot, c in batch:
             n = len(c.frames)
             r = results[slot]
             r.features.append(feats[row : row + n])
             r.frame_index.append(c.frame_index)
             r.pts.append(c.pts_s)
             row += n
-        pending, pending_rows = [], 0
         report_progress(force=False)
+
+    def flush() -> None:
+        nonlocal pending, pending_rows, in_flight
+        if not pending:
+            return
+        with _INFERENCE_LOCK:
+            start = time.perf_counter()
+            chunks = [c.frames for _, c in pending]
+            if geometry.on_device:
+                frames: Any = device_batch(chunks, geometry, backbone.device)
+            else:
+                frames = np.concatenate(chunks)
+            job = backbone.submit(frames)
+            stats.model_s += time.perf_counter() - start
+        collect()  # the previous batch, which computed while this one was prepared
+        in_flight = (job, pending)
+        pending, pending_rows = [], 0
 
     with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
         for slot, segment in jobs:
             v = videos[slot]
-            pool.submit(_decode_worker, slot, segment, v, sampling, timeout_s, geometry, q)
+            pool.submit(_decode_worker, slot, segment, v, sampling, timeout_s, geometry, q, hwaccel)
         finished = 0
         while finished < len(jobs):
             try:  # inference never idles while frames are waiting
@@ -243,6 +276,8 @@ def run_videos(
                 index, sha256, report, segment = payload
                 if segment == 0:
                     r.index, r.sha256 = index, sha256
+                if report.targets and (not r.decoder or report.fallback):
+                    r.decoder = report.describe_decoder()
                 stats.seeks += report.seeks
                 stats.targets += report.targets
                 stats.segments += report.targets > 0
@@ -253,6 +288,7 @@ def run_videos(
                 counts["failed" if r.error is not None else "done"] += 1
                 report_progress(force=True)
         flush()
+        collect()
     return results, stats
 
 
@@ -291,6 +327,7 @@ def _outcome(r: VideoResult) -> VideoOutcome:
         width=width,
         height=height,
         codec=ix.codec,
+        decoder=r.decoder,
     )
     return Extracted(record, values, pts, frame_index)
 
@@ -303,10 +340,11 @@ def extract_videos(
         task.videos,
         backbone,
         task.sampling,
-        task.backbone.resolved_batch_size(backbone.device.type),
+        task.backbone.batch_size or auto_batch_size(backbone),
         task.decode_threads,
         task.timeout_s,
         on_progress,
+        task.hwaccel,
     )
     return [_outcome(r) for r in results], stats
 
@@ -346,6 +384,7 @@ def run_part(task: PartTask, on_progress: ProgressCallback | None = None) -> Par
     fset = open_store(task.store).get_featureset(task.featureset)
     outcomes, stats = extract_videos(task, backbone, on_progress)
     commit, failures = write_part(fset, task.part_id, outcomes)
+    decoded = [o.record for o in outcomes if isinstance(o, Extracted)] if task.hwaccel else []
     return PartSummary(
         part_id=task.part_id,
         won=commit.won,
@@ -359,4 +398,8 @@ def run_part(task: PartTask, on_progress: ProgressCallback | None = None) -> Par
         wall_s=time.perf_counter() - start,
         worker_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         decoder_rss_mib=POOL.peak_rss_mib(),
+        hw_decoded=sum(r.decoder == task.hwaccel for r in decoded),
+        decode_fallbacks=tuple(
+            f"{r.video_id}: {r.decoder}" for r in decoded if r.decoder != task.hwaccel
+        ),
     )

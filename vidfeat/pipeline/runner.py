@@ -54,6 +54,9 @@ class ExtractReport:
     dashboard: str | None = None
     snapshot: int | None = None  # the catalog snapshot written at the end (its number)
     snapshot_note: str = ""  # why none was written, when none was
+    hwaccel: str = "none"
+    videos_hw_decoded: int = 0
+    decode_fallbacks: list[str] = field(default_factory=list)  # "video_id: why", --hwaccel
 
     def add(self, part: PartSummary) -> None:
         """Count one committed part in."""
@@ -65,6 +68,8 @@ class ExtractReport:
         self.parts_lost += 0 if part.won else 1
         self.peak_worker_rss_mib = max(self.peak_worker_rss_mib, part.worker_rss_mib)
         self.peak_decoder_rss_mib = max(self.peak_decoder_rss_mib, part.decoder_rss_mib)
+        self.videos_hw_decoded += part.hw_decoded
+        self.decode_fallbacks += part.decode_fallbacks
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -293,7 +298,8 @@ def extract(
         if show:
             Console(stderr=True).print(
                 f"preprocessing: shorter side {spec.resize_size} ({spec.interpolation}), "
-                f"centre crop {spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}",
+                f"centre crop {spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}"
+                + (" (resized on the device)" if spec.resize_on == "device" else ""),
                 highlight=False,
             )
         name = cfg.name or spec.default_name()
@@ -302,7 +308,7 @@ def extract(
         extra |= creation_meta(cfg.description, cfg.tags)
         fset = store.create_featureset(name, spec, extra=extra)
         plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
-        report = ExtractReport(name, store.url, len(videos), plan.skipped)
+        report = ExtractReport(name, store.url, len(videos), plan.skipped, hwaccel=cfg.hwaccel)
         report.videos_same_content = plan.same_content
         report.failures += plan.conflicts
         report.workers_ready_s = time.perf_counter() - start
@@ -391,6 +397,7 @@ def _part_tasks(
             cfg.timeout_s,
             torch_threads,
             progress_topic,
+            None if cfg.hwaccel == "none" else cfg.hwaccel,
         )
         for pid, group in parts
     ]

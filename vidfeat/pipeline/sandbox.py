@@ -116,16 +116,18 @@ class DecoderProcess:
         timeout_s: float,
         on_chunk: Callable[[Any], None],
         segment: tuple[int, int] = (0, 1),
+        hwaccel: str | None = None,
     ) -> Any:
         """Decode one video in the child: ``on_chunk`` gets each DecodedChunk; returns
         (index, sha256, DecodeReport). ``segment`` (j, k): only the targets of segment j of k
         (vidfeat/pipeline/segments.py); the sha256 comes from segment 0, the others return "".
-        Failures, crashes and hangs raise VideoDecodeError."""
+        ``hwaccel``: decode on that device when it can (decode.py). Failures, crashes and hangs
+        raise VideoDecodeError."""
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         finished = False
         try:
-            _write(proc.stdin, (path, sampling, geometry, timeout_s, segment))
+            _write(proc.stdin, (path, sampling, geometry, timeout_s, segment, hwaccel))
             while True:
                 # Silence, not total time: waiting on a busy model (on_chunk blocks when the
                 # queue is full) must not count against the decoder.
@@ -271,7 +273,7 @@ def _serve() -> None:
         if len(header) < _HEADER.size:
             return
         request = pickle.loads(stdin.read(_HEADER.unpack(header)[0]))
-        path, sampling, geometry, timeout_s, (segment, parts) = request
+        path, sampling, geometry, timeout_s, (segment, parts), hwaccel = request
         if crash_on and crash_on in path:
             os.kill(os.getpid(), signal.SIGSEGV)
         if hang_on and hang_on in path:
@@ -296,7 +298,10 @@ def _serve() -> None:
                 # to kill.
                 start = time.process_time()
                 report = DecodeReport()
-                for chunk in decode_selected(local, index, selected, geometry, report=report):
+                chunks = decode_selected(
+                    local, index, selected, geometry, report=report, hwaccel=hwaccel
+                )
+                for chunk in chunks:
                     if time.process_time() - start > timeout_s:
                         raise VideoDecodeError(
                             "timeout", f"{path}: decoding took over {timeout_s:g} s of CPU time"

@@ -21,6 +21,7 @@ class PartTask:
     timeout_s: float = 600.0
     torch_threads: int | None = None
     progress_topic: str = ""  # the Dask event topic the client follows ("": none)
+    hwaccel: str | None = None  # decode on this device when it can (None: software)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,5 @@ class PartSummary:
     wall_s: float
     worker_rss_mib: float  # peak resident memory of this worker process
     decoder_rss_mib: float  # and of its largest decoder child
+    hw_decoded: int = 0  # videos decoded on the GPU's video engines (--hwaccel)
+    decode_fallbacks: tuple[str, ...] = ()  # "video_id: why" for each video decoded in software

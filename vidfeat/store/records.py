@@ -84,6 +84,9 @@ class VideoRecord:
     width: int = 0
     height: int = 0
     codec: str = ""
+    # Where the frames were decoded: software, cuda, or "software (cuda fallback: why)".
+    # In the commit records only ("" in records older than it).
+    decoder: str = ""
 
     @property
     def fingerprint(self) -> tuple[int, int]:

@@ -43,6 +43,9 @@ class FeatureSetSpec:
     # The decode and resize path: 1 = before frame-exact seeking and resizing in RGB (its
     # rows are other values, so a set made by it is never extended by this one).
     decode_version: int = 2
+    # Where frames were resized and cropped: host (swscale in the decoder) or device (the
+    # backbone's device, from frames sent at a bounded size).
+    resize_on: str = "host"
     # Not identity: how parts are compressed does not change values.
     compression: str | None = field(default=None, compare=False)
     # "video": computed by vidfeat from videos (every field above means what it says);
@@ -56,6 +59,7 @@ class FeatureSetSpec:
         if self.feature_dim <= 0:
             raise ConfigError(f"Invalid feature_dim ({self.feature_dim}).")
         check_choice("feature set kind", self.kind, ("video", "external"))
+        check_choice("resize_on", self.resize_on, ("host", "device"))
 
     @classmethod
     def external(
@@ -85,6 +89,8 @@ class FeatureSetSpec:
         d.pop("compression")
         if self.kind == "video":  # the fields came later: older sets keep their hash
             d.pop("kind"), d.pop("source")
+        if self.resize_on == "host":
+            d.pop("resize_on")
         d["mean"] = [float(x) for x in self.mean]
         d["std"] = [float(x) for x in self.std]
         return d
@@ -95,6 +101,9 @@ class FeatureSetSpec:
 
     def diff(self, other: FeatureSetSpec) -> list[str]:
         a, b = self.identity(), other.identity()
+        # A field left out of one identity (at its default there) shows its value.
+        a = {k: a.get(k, getattr(self, k, None)) for k in a.keys() | b.keys()}
+        b = {k: b.get(k, getattr(other, k, None)) for k in a}
         return [f"{k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b[k]]
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +128,7 @@ class FeatureSetSpec:
                 dtype=str(d["dtype"]),
                 part_format=str(d["part_format"]),
                 decode_version=int(d.get("decode_version", 1)),
+                resize_on=str(d.get("resize_on", "host")),
                 compression=d.get("compression"),
                 kind=str(d.get("kind", "video")),
                 source=str(d.get("source", "")),
