@@ -2,6 +2,7 @@
 
     python benchmarks/extract.py [--ucf 24] [--kinetics 16] [--no-long] [--cache DIR]
     python benchmarks/extract.py --peer [--rounds 3]   # against the popular extractor
+    python benchmarks/extract.py --multi [--rounds 3]  # two backbones, one decode
 
 Datasets (generated once into --cache, default benchmarks/.cache):
   ucf       320x240 MPEG-4 AVI, 25 fps, 7 s  (UCF101-like)
@@ -18,6 +19,12 @@ For the default backbone and 16 frames per video it prints, for --workers 1 and 
 Targets: end to end >= 0.9x the serial bound and >= 1.5x the naive loop. For the long video at
 --fps 1: both ratios, and the peak RSS of the worker and of its decoder (< 2 GiB, flat in length).
 The naive loop is a lower bar than the real peer (it decodes once, batches 16, no re-encode).
+
+--multi: `extract` with efficientnet_lite0 and resnet18 (random weights) in one pass against the
+two single runs back to back on the Kinetics-like set, rounds interleaved, and the decode share
+(decode-only time over each single run's wall): on this CPU one pass saves at most the second
+run's decode; on a GPU node (benchmarks/gpu.py) decoding is the bottleneck and the target is
+N backbones <= 1.2x the slowest single one.
 
 --peer: whole-process wall time of `vidfeat extract --workers 1` against benchmarks/peer.py, a
 faithful stand-in for v-iashin/video_features (ffmpeg re-encode at the target rate, sequential
@@ -351,6 +358,54 @@ def measure_dataset(
     return ok
 
 
+# ------------------------------------------------------------ several backbones, one decode
+MULTI = (BackboneConfig(BACKBONE, device="cpu"), BackboneConfig("resnet18", "none", device="cpu"))
+
+
+def _multi_wall(inputs: Path, backbones: tuple[BackboneConfig, ...], store: Path) -> float:
+    shutil.rmtree(store, ignore_errors=True)
+    cfg = ExtractConfig(
+        inputs=(str(inputs),),
+        store=str(store),
+        backbone=backbones[0],
+        extra_backbones=backbones[1:],
+        sampling=SamplingConfig(frames=16),
+        workers=1,
+        progress=False,
+    )
+    report = extract(cfg)
+    assert not report.failures, report.failures
+    return report.wall_s
+
+
+def multi_backbone(folder: Path, rounds: int, work: Path) -> None:
+    """Two backbones in one pass against the two single runs back to back, rounds
+    interleaved, with the decode share of the runs (decode-only time / single-run wall)."""
+    paths = videos_in(folder)
+    times: dict[str, list[float]] = {"both": [], "a": [], "b": [], "decode": []}
+    frames = 16 * len(paths)
+    for _ in range(rounds):
+        times["both"].append(_multi_wall(folder, MULTI, work / "both"))
+        times["a"].append(_multi_wall(folder, MULTI[:1], work / "a"))
+        times["b"].append(_multi_wall(folder, MULTI[1:], work / "b"))
+        times["decode"].append(frames / fresh("decode", paths, SamplingConfig(frames=16)))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    apart = med["a"] + med["b"]
+    slowest = max(med["a"], med["b"])
+    print(
+        f"multi-backbone: {folder.name}, {len(paths)} videos, {MULTI[0].name} + {MULTI[1].name}, "
+        f"{rounds} rounds (medians): one pass {med['both']:.1f} s, back to back {apart:.1f} s "
+        f"({med['a']:.1f} + {med['b']:.1f}) = {apart / med['both']:.2f}x faster; "
+        f"{med['both'] / slowest:.2f}x the slowest single run"
+    )
+    print(
+        f"  decode-only {med['decode']:.1f} s = decode share {med['decode'] / med['a']:.0%} of "
+        f"the {MULTI[0].name} run, {med['decode'] / med['b']:.0%} of the {MULTI[1].name} run: "
+        f"the most one pass can save here is the second run's decode ({med['decode']:.1f} s, "
+        f"{med['decode'] / apart:.0%} of back to back); saved {apart - med['both']:.1f} s"
+    )
+
+
 # ------------------------------------------------------------------ against the real peer
 PEER = Path(__file__).with_name("peer.py")
 # The issue's figures (#19), measured before this round with ResNet-50: (vidfeat s, peer s).
@@ -491,6 +546,7 @@ def main() -> None:
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     ap.add_argument("--peer", action="store_true", help="against the popular extractor only")
     ap.add_argument("--before", type=Path, help="with --peer: an older vidfeat source tree too")
+    ap.add_argument("--multi", action="store_true", help="two backbones, one decode, only")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement
     args = ap.parse_args()
     if args.measure:
@@ -498,6 +554,14 @@ def main() -> None:
         return
     cache = Path(args.cache)
     work = Path(tempfile.mkdtemp(prefix="vidfeat-bench-extract-"))
+    if args.multi:
+        try:
+            rounds = args.rounds if args.rounds != 5 else 3
+            multi_backbone(dataset(cache, "kinetics", args.kinetics), rounds, work)
+        finally:
+            POOL.close()
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.peer:
         try:
             rounds = args.rounds if args.rounds != 5 else 3

@@ -431,15 +431,21 @@ def extract(
     stride: int | None = typer.Option(None, help="Every K-th frame instead."),
     all_frames: bool | None = typer.Option(None, "--all", help="Every frame."),
     max_frames: int | None = typer.Option(None, help="Cap rows per video (evenly thinned)."),
-    backbone: str | None = typer.Option(
-        None, help="Backbone (see `vidfeat models`); default efficientnet_lite0."
+    backbone: list[str] | None = typer.Option(
+        None,
+        help="Backbone (see `vidfeat models`); default efficientnet_lite0. Repeat for one "
+        "feature set per backbone from a single decode of each video.",
     ),
-    weights: str | None = typer.Option(None, help="DEFAULT, a weight enum name, none, or a file."),
-    preprocess: str | None = typer.Option(
+    weights: list[str] | None = typer.Option(
+        None,
+        help="DEFAULT, a weight enum name, none, or a file (with several --backbone: once "
+        "per backbone, in order).",
+    ),
+    preprocess: list[str] | None = typer.Option(
         None,
         help="For a weights file: the reference transform it was trained with, a torchvision "
         "weights enum (IMAGENET1K_V1) or a timm pretrained tag (default: the family's classic "
-        "recipe, torchvision's V1 / timm's default).",
+        "recipe, torchvision's V1 / timm's default). Once per --backbone, like --weights.",
     ),
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
     precision: str | None = typer.Option(
@@ -528,29 +534,33 @@ def extract(
     except KeyboardInterrupt:  # Typer would exit 130 silently
         typer.echo("interrupted: committed parts are intact; rerun to resume", err=True)
         raise typer.Exit(130) from None
-    skipped = f", {rep.videos_skipped} already stored" if rep.videos_skipped else ""
-    typer.echo(
-        f"{rep.featureset}: {rep.videos_done} videos, {rep.rows} rows, {len(rep.failures)} failed"
-        f"{skipped} in {rep.wall_s:.1f} s ({rep.frames_per_s:.1f} frames/s) → {rep.store}"
-    )
-    if rep.videos_same_content:
-        typer.echo(f"  {rep.videos_same_content} changed files have the stored bytes: kept")
+    reports = [rep, *rep.also]  # one per --backbone, from one decode
+    for r in reports:
+        skipped = f", {r.videos_skipped} already stored" if r.videos_skipped else ""
+        typer.echo(
+            f"{r.featureset}: {r.videos_done} videos, {r.rows} rows, {len(r.failures)} failed"
+            f"{skipped} in {r.wall_s:.1f} s ({r.frames_per_s:.1f} frames/s) → {r.store}"
+        )
+        if r.videos_same_content:
+            typer.echo(f"  {r.videos_same_content} changed files have the stored bytes: kept")
+        if r.snapshot_note:
+            typer.echo(f"  note: {r.snapshot_note}", err=True)
     if rep.hwaccel != "none":
         _echo_hwaccel(rep)
-    if rep.snapshot_note:
-        typer.echo(f"  note: {rep.snapshot_note}", err=True)
-    for f in rep.failures[:20]:
+    failures = list({f.video_id: f for r in reports for f in r.failures}.values())
+    for f in failures[:20]:
         typer.echo(f"  failed {f.video_id}: {f.kind}: {f.message}", err=True)
-    if len(rep.failures) > 20:
-        typer.echo(f"  … and {len(rep.failures) - 20} more (see `vidfeat info`)", err=True)
-    earlier = sorted(set(rep.failed_inputs) - {f.video_id for f in rep.failures})
+    if len(failures) > 20:
+        typer.echo(f"  … and {len(failures) - 20} more (see `vidfeat info`)", err=True)
+    failed_inputs = {i for r in reports for i in r.failed_inputs}
+    earlier = sorted(failed_inputs - {f.video_id for f in failures})
     if earlier:
         shown = ", ".join(earlier[:10]) + (" …" if len(earlier) > 10 else "")
         typer.echo(
             f"  {len(earlier)} inputs failed in earlier runs: {shown} (--retry-failed retries)",
             err=True,
         )
-    if cfg.strict and rep.failed_inputs:
+    if cfg.strict and failed_inputs:
         raise typer.Exit(1)
 
 

@@ -133,6 +133,8 @@ class ExtractConfig:
     description: str = ""  # recorded when the run creates the feature set
     tags: tuple[str, ...] = ()
     hwaccel: str = "none"  # decode on the GPU's video engines where it can (per-video record)
+    # More feature sets from the same decode: one per backbone, each as if extracted alone.
+    extra_backbones: tuple[BackboneConfig, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("--format", self.format, PART_FORMATS)
@@ -148,6 +150,19 @@ class ExtractConfig:
             raise ConfigError("No inputs: give video files, folders, globs or a manifest.")
         if not self.store:
             raise ConfigError("No store: give --store PATH (a folder or an fsspec URL).")
+        if self.extra_backbones and self.name:
+            raise ConfigError(
+                "--name names one feature set; with several --backbone each set is named "
+                "from its own config (see `vidfeat ls`)."
+            )
+        seen = [dataclasses.astuple(b) for b in self.backbones]
+        if len(set(seen)) < len(seen):
+            raise ConfigError("The same --backbone is given twice: each makes one feature set.")
+
+    @property
+    def backbones(self) -> tuple[BackboneConfig, ...]:
+        """Every backbone of the run: one feature set each, from one decode."""
+        return (self.backbone, *self.extra_backbones)
 
 
 @dataclass(frozen=True, slots=True)

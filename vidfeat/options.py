@@ -48,9 +48,9 @@ class ExtractOptions(BaseModel):
     stride: PositiveInt | None = None
     all_frames: bool | None = None
     max_frames: PositiveInt | None = None
-    backbone: str | None = None
-    weights: str | None = None
-    preprocess: str | None = None
+    backbone: list[str] | str | None = None
+    weights: list[str] | str | None = None
+    preprocess: list[str] | str | None = None
     device: Device | None = None
     precision: Precision | None = None
     batch_size: PositiveInt | typing.Literal["auto"] | None = None
@@ -148,15 +148,21 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         sampling = SamplingConfig(
             mode="frames", frames=values.get("frames") or 16, max_frames=values.get("max_frames")
         )
-    backbone = BackboneConfig(
-        name=values.get("backbone") or "efficientnet_lite0",
-        weights=values.get("weights") or "DEFAULT",
-        device=values.get("device") or "auto",
-        precision=values.get("precision") or "auto",
-        batch_size=_count(values.get("batch_size")),
-        preprocess=values.get("preprocess"),
-        resize_on=values.get("resize_on") or "host",
-    )
+    names = _listed(values.get("backbone")) or ["efficientnet_lite0"]
+    weights = _per_backbone("--weights", values.get("weights"), len(names))
+    preprocess = _per_backbone("--preprocess", values.get("preprocess"), len(names))
+    backbones = [
+        BackboneConfig(
+            name=name,
+            weights=weights[i] or "DEFAULT",
+            device=values.get("device") or "auto",
+            precision=values.get("precision") or "auto",
+            batch_size=_count(values.get("batch_size")),
+            preprocess=preprocess[i],
+            resize_on=values.get("resize_on") or "host",
+        )
+        for i, name in enumerate(names)
+    ]
     inputs = values.get("inputs") or ()
     return ExtractConfig(
         inputs=tuple([inputs] if isinstance(inputs, str) else inputs),
@@ -165,7 +171,8 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
         format=values.get("format") or "zarr",
         dtype=values.get("dtype") or "float16",
         sampling=sampling,
-        backbone=backbone,
+        backbone=backbones[0],
+        extra_backbones=tuple(backbones[1:]),
         workers=_count(values.get("workers")),
         scheduler=values.get("scheduler"),
         label_from=values.get("label_from") or "auto",
@@ -183,6 +190,26 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
     )
 
 
+def _listed(value: list[str] | str | None) -> list[str]:
+    """An option given once (a TOML string) or repeated (a list)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _per_backbone(flag: str, value: list[str] | str | None, backbones: int) -> list[str | None]:
+    """``--weights`` / ``--preprocess``: not given, or once per ``--backbone``, in order."""
+    given = _listed(value)
+    if not given:
+        return [None] * backbones
+    if len(given) != backbones:
+        raise ConfigError(
+            f"{flag} is given {len(given)} time(s) for {backbones} --backbone: give it once per "
+            "--backbone, in the same order, or not at all."
+        )
+    return list(given)
+
+
 def _count(value: int | str | None) -> int | None:
     """A count option: a number, or "auto" / not given (None: vidfeat sizes it)."""
     return None if value in (None, "auto") else int(value)
@@ -190,6 +217,4 @@ def _count(value: int | str | None) -> int | None:
 
 def _tags(value: list[str] | str | None) -> tuple[str, ...]:
     """``--tag`` given once (a TOML string) or repeated (a list)."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+    return tuple(_listed(value))

@@ -16,6 +16,7 @@ from vidfeat.config import BackboneConfig, SamplingConfig
 from vidfeat.pipeline import engine
 from vidfeat.pipeline.decode import VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
+from vidfeat.pipeline.tasks import PartTarget
 from vidfeat.store import open_store, verify_store
 
 
@@ -47,9 +48,11 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
                 feats[3, 0] = 1e9  # beyond float16
             frames = [np.arange(4)]
             results.append(
-                engine.VideoResult(v, index, [feats], frames, [np.arange(4) / 25], "", None, True)
+                engine.VideoResult(v, index, [[feats]], frames, [np.arange(4) / 25], "", None, True)
             )
-        return results, engine.RunStats(frames=12, targets=12)
+        return results, engine.RunStats(
+            frames=12, targets=12, frames_by_backbone=[12], model_s_by_backbone=[0.0]
+        )
 
     monkeypatch.setattr(engine, "run_videos", fake_run_videos)
     monkeypatch.setattr(
@@ -59,15 +62,15 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
         VideoInput(name, f"/videos/{name}", size=1, mtime_ns=1)
         for name in ("ok.mp4", "nan.mp4", "huge.mp4")
     )
+    ids = tuple(v.video_id for v in videos)
     task = engine.PartTask(
         str(tmp_path / "store"),
-        "fs",
         "p0",
         videos,
-        BackboneConfig("tiny"),
+        (PartTarget("fs", "p0", BackboneConfig("tiny"), ids),),
         SamplingConfig(frames=4),
     )
-    summary = engine.run_part(task)
+    (summary,) = engine.run_part(task)
 
     assert summary.won and summary.videos == 1
     kinds = {f.video_id: f.kind for f in summary.failures}

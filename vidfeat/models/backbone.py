@@ -172,6 +172,11 @@ class Backbone:
         on_device.record_stream(compute)  # its memory is the compute stream's to free
         return on_device
 
+    def weights_mib(self) -> float:
+        """The memory the module's parameters and buffers take on its device."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
     def describe(self) -> dict[str, Any]:
         p = self.preprocess
         return {

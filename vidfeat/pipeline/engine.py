@@ -1,7 +1,7 @@
-"""The worker side: one backbone per process, decode threads feeding one inference loop that
-batches frames across videos, and the part write + commit. A part task runs in typed stages,
-``extract_videos → list[VideoOutcome]``, ``write_part → CommitResult``, and returns a
-``PartSummary`` only."""
+"""The worker side: the run's backbones loaded once per process, decode threads feeding one
+inference loop that batches frames across videos for each backbone, and the part writes +
+commits. A part task runs in typed stages, ``extract_videos → list[VideoOutcome]`` per feature
+set, ``write_part → CommitResult``, and returns a ``PartSummary`` per feature set only."""
 
 from __future__ import annotations
 
@@ -55,26 +55,34 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
 
 
 def prepare_worker(
-    backbone: BackboneConfig, torch_threads: int | None, part_format: str = "zarr"
+    backbones: tuple[BackboneConfig, ...], torch_threads: int | None, part_format: str = "zarr"
 ) -> dict[str, Any]:
-    """Run on every worker before the first part: size torch's threads, load the backbone, and
-    warm it up in the background. Returns the backbone's description (the feature set's
-    identity as this worker sees it). The decoder children are already starting
+    """Run on every worker before the first part: size torch's threads, load every backbone,
+    and warm them up in the background. Returns ``{"backbones": [description, ...]}`` (each
+    feature set's identity as this worker sees it) and ``"weights_mib"``, the memory each
+    backbone's weights take here. The decoder children are already starting
     (remote.prepare_worker)."""
     import torch
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    model = get_backbone(backbone)
-    with _MODELS_LOCK:
-        first = id(model) not in _WARMED
-        _WARMED.add(id(model))
-    if first:  # a long-lived worker (--scheduler) warms each model once
-        probe = backbone.batch_size is None
-        threading.Thread(
-            target=_warm_up, args=(model, part_format, probe), name="vidfeat-warm-up", daemon=True
-        ).start()
-    return model.describe()
+    described, weights_mib = [], []
+    for cfg in backbones:
+        model = get_backbone(cfg)
+        with _MODELS_LOCK:
+            first = id(model) not in _WARMED
+            _WARMED.add(id(model))
+        if first:  # a long-lived worker (--scheduler) warms each model once
+            probe = cfg.batch_size is None
+            threading.Thread(
+                target=_warm_up,
+                args=(model, part_format, probe),
+                name="vidfeat-warm-up",
+                daemon=True,
+            ).start()
+        described.append(model.describe())
+        weights_mib.append(model.weights_mib())
+    return {"backbones": described, "weights_mib": weights_mib}
 
 
 def _warm_up(model: Backbone, part_format: str, probe_batch_size: bool = False) -> None:
@@ -98,7 +106,8 @@ def _warm_up(model: Backbone, part_format: str, probe_batch_size: bool = False) 
 class VideoResult:
     video: VideoInput
     index: VideoIndex | None = None
-    features: list[np.ndarray] = field(default_factory=list)
+    # Per backbone, its rows of each chunk, in the order the chunks arrived (frame_index's).
+    features: list[list[np.ndarray]] = field(default_factory=list)
     frame_index: list[np.ndarray] = field(default_factory=list)
     pts: list[np.ndarray] = field(default_factory=list)
     sha256: str = ""
@@ -106,22 +115,24 @@ class VideoResult:
     done: bool = False
     decoder: str = ""  # DecodeReport.describe_decoder(); a segment's fallback wins
 
-    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(features, pts, frame_index) in frame order: the chunks of a video that several
-        decoders shared (segments) arrive interleaved."""
+    def rows(self, backbone: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, pts, frame_index) of one backbone in frame order: the chunks of a video
+        that several decoders shared (segments) arrive interleaved."""
         frame_index = np.concatenate(self.frame_index)
         order = np.argsort(frame_index, kind="stable")
-        features, pts = np.concatenate(self.features), np.concatenate(self.pts)
+        features, pts = np.concatenate(self.features[backbone]), np.concatenate(self.pts)
         return features[order], pts[order], frame_index[order]
 
 
 @dataclass(slots=True)
 class RunStats:
-    frames: int = 0  # frames through the backbone
+    frames: int = 0  # frames through the backbones (a frame counts once per backbone)
     seeks: int = 0
     targets: int = 0
     model_s: float = 0.0
     segments: int = 0  # decode jobs that presented frames (each segment of a split video)
+    frames_by_backbone: list[int] = field(default_factory=list)
+    model_s_by_backbone: list[float] = field(default_factory=list)
 
 
 def _decode_worker(
@@ -130,7 +141,7 @@ def _decode_worker(
     v: VideoInput,
     sampling: SamplingConfig,
     timeout_s: float,
-    geometry: Geometry,
+    geometry: Geometry | tuple[Geometry, ...],
     out: queue.Queue[Any],
     hwaccel: str | None = None,
 ) -> None:
@@ -166,27 +177,41 @@ def segments_per_video(n_videos: int, decode_threads: int, video: VideoInput) ->
     return -(-decode_threads // n_videos)
 
 
+def _geometry(backbone: Backbone) -> Geometry:
+    p = backbone.preprocess
+    return Geometry(
+        p.resize_size, p.input_size, p.interpolation, on_device=backbone.resize_on == "device"
+    )
+
+
 def run_videos(
     videos: tuple[VideoInput, ...] | list[VideoInput],
-    backbone: Backbone,
+    backbone: Backbone | list[Backbone],
     sampling: SamplingConfig,
-    batch_size: int,
+    batch_size: int | list[int],
     decode_threads: int = 2,
     timeout_s: float = 600.0,
     on_progress: ProgressCallback | None = None,
     hwaccel: str | None = None,
+    needs: list[tuple[int, ...]] | None = None,
 ) -> tuple[list[VideoResult], RunStats]:
-    """Decode all videos concurrently (on ``hwaccel`` when it can) and run the backbone on
-    batches mixed across videos.
+    """Decode all videos concurrently (on ``hwaccel`` when it can) and run the backbone, or
+    each of several backbones, on batches mixed across videos. Each video is decoded once: its
+    frames are converted to every geometry its backbones need (``needs[i]``: which backbones
+    video i is for; default all), and each backbone batches its own frames.
     ``on_progress(videos_done, videos_failed, frames)``, running totals, is called as each
     video finishes and, while frames flow, about once a second."""
     import torch
 
-    p = backbone.preprocess
-    geometry = Geometry(
-        p.resize_size, p.input_size, p.interpolation, on_device=backbone.resize_on == "device"
-    )
-    results = [VideoResult(v) for v in videos]
+    backbones = backbone if isinstance(backbone, list) else [backbone]
+    batch_sizes = batch_size if isinstance(batch_size, list) else [batch_size] * len(backbones)
+    geometries = list(dict.fromkeys(_geometry(b) for b in backbones))
+    geometry_of = [geometries.index(_geometry(b)) for b in backbones]
+    everything = tuple(range(len(backbones)))
+    needs = needs or [everything] * len(videos)
+    # Per video: the geometries its decoder converts to, and where backbone b's view lies.
+    video_geometries = [sorted({geometry_of[b] for b in need}) for need in needs]
+    results = [VideoResult(v, features=[[] for _ in backbones]) for v in videos]
     jobs = [
         (slot, (j, k))
         for slot, v in enumerate(videos)
@@ -198,9 +223,12 @@ def run_videos(
         open_segments[slot] += 1
     # Bounded: decoders wait when inference falls behind, so memory stays flat.
     q: queue.Queue[Any] = queue.Queue(maxsize=max(4, 4 * decode_threads))
-    stats = RunStats()
-    pending: list[tuple[int, Any]] = []  # (slot, chunk) waiting for inference
-    pending_rows = 0
+    stats = RunStats(
+        frames_by_backbone=[0] * len(backbones), model_s_by_backbone=[0.0] * len(backbones)
+    )
+    # Per backbone: (slot, chunk, its frames) waiting for inference, and their row count.
+    pending: list[list[tuple[int, Any, np.ndarray]]] = [[] for _ in backbones]
+    pending_rows = [0] * len(backbones)
     counts = {"done": 0, "failed": 0}
     last_report = time.perf_counter()
 
@@ -211,63 +239,77 @@ def run_videos(
             last_report = now
             on_progress(counts["done"], counts["failed"], stats.frames)
 
-    # One batch in flight: on CUDA the next batch is assembled and uploaded while it computes.
-    in_flight: tuple[InFlight, list[tuple[int, Any]]] | None = None
+    # One batch in flight per backbone: on CUDA the next batch is assembled and uploaded while
+    # it computes.
+    in_flight: list[tuple[InFlight, list[tuple[int, Any, np.ndarray]]] | None] = [None] * len(
+        backbones
+    )
 
-    def collect() -> None:
-        nonlocal in_flight
-        if in_flight is None:
+    def collect(b: int) -> None:
+        job_batch = in_flight[b]
+        if job_batch is None:
             return
-        job, batch = in_flight
-        in_flight = None
+        job, batch = job_batch
+        in_flight[b] = None
         with _INFERENCE_LOCK:
             start = time.perf_counter()
             feats = job.result()
-            stats.model_s += time.perf_counter() - start
+            spent = time.perf_counter() - start
+        stats.model_s += spent
+        stats.model_s_by_backbone[b] += spent
         stats.frames += len(feats)
+        stats.frames_by_backbone[b] += len(feats)
         row = 0
-        for slot, c in batch:
-            n = len(c.frames)
-            r = results[slot]
-            r.features.append(feats[row : row + n])
-            r.frame_index.append(c.frame_index)
-            r.pts.append(c.pts_s)
+        for slot, _, frames in batch:
+            n = len(frames)
+            results[slot].features[b].append(feats[row : row + n])
             row += n
         report_progress(force=False)
 
-    def flush() -> None:
-        nonlocal pending, pending_rows, in_flight
-        if not pending:
+    def flush(b: int) -> None:
+        if not pending[b]:
             return
+        model = backbones[b]
         with _INFERENCE_LOCK:
             start = time.perf_counter()
-            chunks = [c.frames for _, c in pending]
-            if geometry.on_device:
-                frames: Any = device_batch(chunks, geometry, backbone.device)
+            views = [frames for _, _, frames in pending[b]]
+            if geometries[geometry_of[b]].on_device:
+                batch: Any = device_batch(views, geometries[geometry_of[b]], model.device)
             else:
-                frames = np.concatenate(chunks)
-            job = backbone.submit(frames)
-            stats.model_s += time.perf_counter() - start
-        collect()  # the previous batch, which computed while this one was prepared
-        in_flight = (job, pending)
-        pending, pending_rows = [], 0
+                batch = np.concatenate(views)
+            job = model.submit(batch)
+            spent = time.perf_counter() - start
+        stats.model_s += spent
+        stats.model_s_by_backbone[b] += spent
+        collect(b)  # the previous batch, which computed while this one was prepared
+        in_flight[b] = (job, pending[b])
+        pending[b], pending_rows[b] = [], 0
 
     with torch.inference_mode(), ThreadPoolExecutor(max_workers=decode_threads) as pool:
         for slot, segment in jobs:
-            v = videos[slot]
-            pool.submit(_decode_worker, slot, segment, v, sampling, timeout_s, geometry, q, hwaccel)
+            wanted = tuple(geometries[g] for g in video_geometries[slot])
+            view = wanted[0] if len(wanted) == 1 else wanted
+            pool.submit(
+                _decode_worker, slot, segment, videos[slot], sampling, timeout_s, view, q, hwaccel
+            )
         finished = 0
         while finished < len(jobs):
             try:  # inference never idles while frames are waiting
-                kind, slot, payload = q.get(timeout=0.0 if pending else None)
+                kind, slot, payload = q.get(timeout=0.0 if any(pending) else None)
             except queue.Empty:
-                flush()
+                for b in range(len(backbones)):
+                    flush(b)
                 continue
             if kind == "frames":
-                pending.append((slot, payload))
-                pending_rows += len(payload.frames)
-                if pending_rows >= batch_size:
-                    flush()
+                r = results[slot]
+                r.frame_index.append(payload.frame_index)
+                r.pts.append(payload.pts_s)
+                for b in needs[slot]:
+                    frames = payload.views[video_geometries[slot].index(geometry_of[b])]
+                    pending[b].append((slot, payload, frames))
+                    pending_rows[b] += len(frames)
+                    if pending_rows[b] >= batch_sizes[b]:
+                        flush(b)
                 continue
             finished += 1
             open_segments[slot] -= 1
@@ -287,8 +329,9 @@ def run_videos(
             if open_segments[slot] == 0:  # decoded; its last frames may still wait for a batch
                 counts["failed" if r.error is not None else "done"] += 1
                 report_progress(force=True)
-        flush()
-        collect()
+        for b in range(len(backbones)):
+            flush(b)
+            collect(b)
     return results, stats
 
 
@@ -305,12 +348,12 @@ class Extracted:
 VideoOutcome = Extracted | FailureRecord
 
 
-def _outcome(r: VideoResult) -> VideoOutcome:
+def _outcome(r: VideoResult, backbone: int = 0) -> VideoOutcome:
     v = r.video
     if r.error is not None or r.index is None:
         err = r.error or VideoDecodeError("error", f"{v.path}: no result")
         return FailureRecord(v.video_id, v.path, err.kind, err.message, v.size, v.mtime_ns, v.label)
-    values, pts, frame_index = r.rows()
+    values, pts, frame_index = r.rows(backbone)
     ix = r.index
     width, height = ix.display_size
     record = VideoRecord(
@@ -333,20 +376,33 @@ def _outcome(r: VideoResult) -> VideoOutcome:
 
 
 def extract_videos(
-    task: PartTask, backbone: Backbone, on_progress: ProgressCallback | None = None
-) -> tuple[list[VideoOutcome], RunStats]:
-    """Decode and embed the part's videos: one outcome per video, in the part's order."""
+    task: PartTask, backbones: list[Backbone], on_progress: ProgressCallback | None = None
+) -> tuple[list[list[VideoOutcome]], RunStats]:
+    """Decode the part's videos once and embed them with every target's backbone: per target,
+    one outcome per video it wants, in the part's order. A video that fails to decode fails
+    in every target it was for, with the same reason."""
+    wanted = [set(t.video_ids) for t in task.targets]
+    needs = [tuple(i for i, w in enumerate(wanted) if v.video_id in w) for v in task.videos]
+    batch_sizes = [
+        t.backbone.batch_size or auto_batch_size(b)
+        for t, b in zip(task.targets, backbones, strict=True)
+    ]
     results, stats = run_videos(
         task.videos,
-        backbone,
+        backbones,
         task.sampling,
-        task.backbone.batch_size or auto_batch_size(backbone),
+        batch_sizes,
         task.decode_threads,
         task.timeout_s,
         on_progress,
         task.hwaccel,
+        needs,
     )
-    return [_outcome(r) for r in results], stats
+    outcomes = [
+        [_outcome(r, i) for r, need in zip(results, needs, strict=True) if i in need]
+        for i in range(len(task.targets))
+    ]
+    return outcomes, stats
 
 
 def write_part(
@@ -371,8 +427,10 @@ def write_part(
         return writer.commit(), tuple(failures)
 
 
-def run_part(task: PartTask, on_progress: ProgressCallback | None = None) -> PartSummary:
-    """A dask task: extract_videos → write_part (commit) → a summary."""
+def run_part(
+    task: PartTask, on_progress: ProgressCallback | None = None
+) -> tuple[PartSummary, ...]:
+    """A dask task: extract_videos → write_part (commit) per target → a summary per target."""
     import torch
 
     from vidfeat.store import open_store
@@ -380,26 +438,34 @@ def run_part(task: PartTask, on_progress: ProgressCallback | None = None) -> Par
     start = time.perf_counter()
     if task.torch_threads:
         torch.set_num_threads(task.torch_threads)
-    backbone = get_backbone(task.backbone)
-    fset = open_store(task.store).get_featureset(task.featureset)
-    outcomes, stats = extract_videos(task, backbone, on_progress)
-    commit, failures = write_part(fset, task.part_id, outcomes)
-    decoded = [o.record for o in outcomes if isinstance(o, Extracted)] if task.hwaccel else []
-    return PartSummary(
-        part_id=task.part_id,
-        won=commit.won,
-        videos=commit.n_videos,
-        rows=commit.n_rows,
-        failures=failures,
-        frames=stats.frames,
-        seeks=stats.seeks,
-        targets=stats.targets,
-        model_s=stats.model_s,
-        wall_s=time.perf_counter() - start,
-        worker_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        decoder_rss_mib=POOL.peak_rss_mib(),
-        hw_decoded=sum(r.decoder == task.hwaccel for r in decoded),
-        decode_fallbacks=tuple(
-            f"{r.video_id}: {r.decoder}" for r in decoded if r.decoder != task.hwaccel
-        ),
-    )
+    backbones = [get_backbone(t.backbone) for t in task.targets]
+    store = open_store(task.store)
+    fsets = [store.get_featureset(t.featureset) for t in task.targets]
+    outcomes, stats = extract_videos(task, backbones, on_progress)
+    summaries = []
+    for i, (target, fset) in enumerate(zip(task.targets, fsets, strict=True)):
+        commit, failures = write_part(fset, target.part_id, outcomes[i])
+        decoded = [o.record for o in outcomes[i] if isinstance(o, Extracted)]
+        decoded = decoded if task.hwaccel else []
+        summaries.append(
+            PartSummary(
+                part_id=target.part_id,
+                featureset=target.featureset,
+                won=commit.won,
+                videos=commit.n_videos,
+                rows=commit.n_rows,
+                failures=failures,
+                frames=stats.frames_by_backbone[i],
+                seeks=stats.seeks,
+                targets=stats.targets,
+                model_s=stats.model_s_by_backbone[i],
+                wall_s=time.perf_counter() - start,
+                worker_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                decoder_rss_mib=POOL.peak_rss_mib(),
+                hw_decoded=sum(r.decoder == task.hwaccel for r in decoded),
+                decode_fallbacks=tuple(
+                    f"{r.video_id}: {r.decoder}" for r in decoded if r.decoder != task.hwaccel
+                ),
+            )
+        )
+    return tuple(summaries)

@@ -12,9 +12,9 @@ from vidfeat.config import BackboneConfig
 from vidfeat.pipeline.tasks import PartSummary, PartTask
 
 
-def run_part(task: PartTask) -> PartSummary:
+def run_part(task: PartTask) -> tuple[PartSummary, ...]:
     """The Dask task of one part (vidfeat.pipeline.engine.run_part), telling the client of
-    each video as it finishes."""
+    each video as it finishes; a summary per feature set."""
     from vidfeat.pipeline import engine
 
     return engine.run_part(task, _progress_sender(task))
@@ -44,7 +44,7 @@ def _progress_sender(task: PartTask) -> Callable[[int, int, int], None] | None:
 
 
 def prepare_worker(
-    backbone: BackboneConfig,
+    backbones: tuple[BackboneConfig, ...],
     decode_threads: int,
     torch_threads: int | None,
     part_format: str,
@@ -63,7 +63,7 @@ def prepare_worker(
         _exit_without_teardown()
     from vidfeat.pipeline import engine
 
-    return engine.prepare_worker(backbone, torch_threads, part_format)
+    return engine.prepare_worker(backbones, torch_threads, part_format)
 
 
 def _leave_ctrl_c_to_the_client() -> None:

@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vidfeat.config import ExtractConfig
+from vidfeat.config import BackboneConfig, ExtractConfig
 from vidfeat.errors import ConfigError, ExtractError, StoreError, VidfeatError
 from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
 from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
 from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
 from vidfeat.pipeline.sizing import CPU_DECODE_THREADS, Sizing, plan_sizing, visible_gpus
-from vidfeat.pipeline.tasks import PartSummary, PartTask
+from vidfeat.pipeline.tasks import PartSummary, PartTarget, PartTask
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 from vidfeat.store.leases import writer_lease
 from vidfeat.store.store import creation_meta
@@ -57,6 +57,9 @@ class ExtractReport:
     hwaccel: str = "none"
     videos_hw_decoded: int = 0
     decode_fallbacks: list[str] = field(default_factory=list)  # "video_id: why", --hwaccel
+    weights_mib: float = 0.0  # the backbone's weights in each worker's memory
+    # With several --backbone: the reports of the other feature sets (one decode for all).
+    also: list[ExtractReport] = field(default_factory=list)
 
     def add(self, part: PartSummary) -> None:
         """Count one committed part in."""
@@ -76,9 +79,10 @@ class ExtractReport:
 
 
 def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None) -> dict[str, Any]:
-    """Load the backbone and start the decoders on every worker now, in parallel, and return
-    what the backbone is. The workers' own description makes the feature set's identity: the
-    weights they really have, the precision their device really runs."""
+    """Load the backbones and start the decoders on every worker now, in parallel, and return
+    what the backbones are (engine.prepare_worker). The workers' own descriptions make the
+    feature sets' identities: the weights they really have, the precision their device really
+    runs."""
     try:
         client.wait_for_workers(1, timeout=cfg.worker_wait_s)
     except TimeoutError:
@@ -87,9 +91,9 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             "Start workers (dask worker ADDRESS) or check the address."
         ) from None
     try:
-        described: dict[str, dict[str, Any]] = client.run(
+        prepared: dict[str, dict[str, Any]] = client.run(
             prepare_worker,
-            cfg.backbone,
+            cfg.backbones,
             cfg.decode_threads or CPU_DECODE_THREADS,
             torch_threads,
             cfg.format,
@@ -98,9 +102,11 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
     except VidfeatError:
         raise  # the worker's own message (missing weights, unknown backbone) says what to do
     except Exception as e:
+        names = ", ".join(repr(b.name) for b in cfg.backbones)
         raise ExtractError(
-            f"A worker could not load the backbone {cfg.backbone.name!r}: {type(e).__name__}: {e}"
+            f"A worker could not load the backbone {names}: {type(e).__name__}: {e}"
         ) from None
+    described = {w: p["backbones"] for w, p in prepared.items()}
     distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
     if len(distinct) > 1:
         lines = "\n".join(f"  {w}: {d}" for w, d in sorted(described.items()))
@@ -109,7 +115,7 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             f"precisions), so their features would not be comparable:\n{lines}\n"
             "Give every worker the same weights and device, or pin --precision."
         )
-    return next(iter(described.values()))
+    return next(iter(prepared.values()))
 
 
 def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
@@ -121,26 +127,61 @@ def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
     )
 
 
+def part_id(videos: tuple[VideoInput, ...]) -> str:
+    """A part's id hashes its videos and fingerprints, so two jobs that plan the same work
+    race on the same commit (one wins) instead of duplicating it."""
+    h = hashlib.sha256()
+    for v in videos:
+        h.update(f"{v.video_id}\0{v.size}\0{v.mtime_ns}\n".encode())
+    return f"p-{h.hexdigest()[:20]}"
+
+
 def plan_parts(
     videos: list[VideoInput], workers: int, per_part: int | None
 ) -> list[tuple[str, tuple[VideoInput, ...]]]:
     """Group pending videos into parts: ~4 parts per worker for load balance, 8 to 64
-    videos each. A part's id hashes its videos and fingerprints, so two jobs that plan the
-    same work race on the same commit (one wins) instead of duplicating it."""
+    videos each, each with its ``part_id``."""
     if not videos:
         return []
     n = len(videos)
     # ~4 parts per worker, but at least 8 videos a part where each worker still gets one:
     # every part pays a pipeline fill and drain and a commit.
     size = per_part or min(64, max(-(-n // (4 * workers)), min(8, -(-n // workers))))
-    parts = []
-    for i in range(0, len(videos), size):
-        group = tuple(videos[i : i + size])
-        h = hashlib.sha256()
-        for v in group:
-            h.update(f"{v.video_id}\0{v.size}\0{v.mtime_ns}\n".encode())
-        parts.append((f"p-{h.hexdigest()[:20]}", group))
-    return parts
+    groups = [tuple(videos[i : i + size]) for i in range(0, len(videos), size)]
+    return [(part_id(group), group) for group in groups]
+
+
+@dataclass(slots=True)
+class _Target:
+    """One feature set of the run: its backbone, the set, what it still needs, its report."""
+
+    backbone: BackboneConfig
+    fset: FeatureSet
+    plan: Any  # resume.VideoPlan
+    report: ExtractReport
+    pending: set[str] = field(default_factory=set)
+    frames: int = 0
+
+    def part_target(self, pid: str, group: tuple[VideoInput, ...]) -> PartTarget | None:
+        """This set's share of a part (None: it has every video of the group already). The
+        whole group keeps the group's id: with one backbone, parts are what they always were."""
+        mine = tuple(v for v in group if v.video_id in self.pending)
+        if not mine:
+            return None
+        pid = pid if len(mine) == len(group) else part_id(mine)
+        return PartTarget(self.fset.name, pid, self.backbone, tuple(v.video_id for v in mine))
+
+
+def _pending_union(targets: list[_Target]) -> list[VideoInput]:
+    """The videos any feature set still needs: the first set's order, then the others'."""
+    seen: set[str] = set()
+    out: list[VideoInput] = []
+    for t in targets:
+        for v in t.plan.pending:
+            if v.video_id not in seen:
+                seen.add(v.video_id)
+                out.append(v)
+    return out
 
 
 PARTS_PER_WORKER = 1
@@ -291,46 +332,72 @@ def extract(
         videos = discover(cfg.inputs, cfg.label_from)
         from rich.console import Console
 
-        status = Console(stderr=True).status("starting workers: backbone, decoders")
+        status = Console(stderr=True).status("starting workers: backbones, decoders")
         with status if show else contextlib.nullcontext():
             client = cluster.client()
-            spec = _spec(cfg, _prepare_workers(client, cfg, torch_threads))
+            prepared = _prepare_workers(client, cfg, torch_threads)
+        specs = [_spec(cfg, d) for d in prepared["backbones"]]
         if show:
-            Console(stderr=True).print(
-                f"preprocessing: shorter side {spec.resize_size} ({spec.interpolation}), "
-                f"centre crop {spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}"
-                + (" (resized on the device)" if spec.resize_on == "device" else ""),
-                highlight=False,
-            )
-        name = cfg.name or spec.default_name()
+            _print_preprocessing(specs, prepared["weights_mib"])
         store = open_store(cfg.store, mode="a")  # after the workers: a refused run creates none
-        extra = {"backbone_config": asdict(cfg.backbone)}  # predict rebuilds the backbone
-        extra |= creation_meta(cfg.description, cfg.tags)
-        fset = store.create_featureset(name, spec, extra=extra)
-        plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
-        report = ExtractReport(name, store.url, len(videos), plan.skipped, hwaccel=cfg.hwaccel)
-        report.videos_same_content = plan.same_content
-        report.failures += plan.conflicts
-        report.workers_ready_s = time.perf_counter() - start
+        targets = []
+        for backbone, spec, mib in zip(cfg.backbones, specs, prepared["weights_mib"], strict=True):
+            name = cfg.name or spec.default_name()
+            extra = {"backbone_config": asdict(backbone)}  # predict rebuilds the backbone
+            extra |= creation_meta(cfg.description, cfg.tags)
+            fset = store.create_featureset(name, spec, extra=extra)
+            plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
+            report = ExtractReport(name, store.url, len(videos), plan.skipped, hwaccel=cfg.hwaccel)
+            report.videos_same_content = plan.same_content
+            report.failures += plan.conflicts
+            report.weights_mib = mib
+            pending = {v.video_id for v in plan.pending}
+            targets.append(_Target(backbone, fset, plan, report, pending))
+        ready = time.perf_counter() - start
         n_workers = len(client.scheduler_info().get("workers", {})) or sizing.workers
-        parts = plan_parts(plan.pending, n_workers, cfg.videos_per_part)
-        report.parts = len(parts)
+        parts = plan_parts(_pending_union(targets), n_workers, cfg.videos_per_part)
+        for t in targets:
+            t.report.workers_ready_s = ready
+            t.report.parts = sum(t.part_target(pid, group) is not None for pid, group in parts)
         if parts:
-            store.fs.check_writable(fset.prefix)  # one line now, not a failed part later
-            with writer_lease(store.fs, fset.prefix):  # `vidfeat rm` refuses meanwhile
-                _run(client, cfg, fset, parts, report, show, torch_threads, store.version >= 2)
-        cluster.close()  # the workers go while the snapshot is written
-        _snapshot(store.version, fset, report)
-    report.wall_s = time.perf_counter() - start
-    # --strict is about the inputs: failures recorded by earlier runs count too. Inputs this
-    # run extracted are judged by this run alone (a retried video may have succeeded).
-    extracted = {v.video_id for v in plan.pending}
-    earlier = plan.failed_before
-    report.failed_inputs = sorted({f.video_id for f in report.failures} | earlier - extracted)
+            with contextlib.ExitStack() as leases:
+                for t in targets:
+                    store.fs.check_writable(t.fset.prefix)  # one line now, not a failed part
+                    leases.enter_context(writer_lease(store.fs, t.fset.prefix))  # `rm` waits
+                _run(client, cfg, targets, parts, show, torch_threads, store.version >= 2)
+        cluster.close()  # the workers go while the snapshots are written
+        for t in targets:
+            _snapshot(store.version, t.fset, t.report)
+    wall_s = time.perf_counter() - start
+    for t in targets:
+        report = t.report
+        report.wall_s = wall_s
+        # --strict is about the inputs: failures recorded by earlier runs count too. Inputs
+        # this run extracted are judged by this run alone (a retried video may have succeeded).
+        earlier = t.plan.failed_before
+        report.failed_inputs = sorted({f.video_id for f in report.failures} | earlier - t.pending)
+    first = targets[0].report
+    first.also = [t.report for t in targets[1:]]
     if cfg.report:
         with open(cfg.report, "w") as f:
-            json.dump(report.to_json(), f, indent=2)
-    return report
+            json.dump(first.to_json(), f, indent=2)
+    return first
+
+
+def _print_preprocessing(specs: list[FeatureSetSpec], weights_mib: list[float]) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    for spec, mib in zip(specs, weights_mib, strict=True):
+        who = f"{spec.backbone}: " if len(specs) > 1 else ""
+        weights = f", weights {mib:.3g} MiB per worker" if len(specs) > 1 else ""
+        console.print(
+            f"{who}preprocessing: shorter side {spec.resize_size} ({spec.interpolation}), "
+            f"centre crop {spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}"
+            + (" (resized on the device)" if spec.resize_on == "device" else "")
+            + weights,
+            highlight=False,
+        )
 
 
 def _sizing(cfg: ExtractConfig, cores: int) -> Sizing:
@@ -380,27 +447,30 @@ def _sigint_flag() -> Iterator[threading.Event]:
 
 def _part_tasks(
     cfg: ExtractConfig,
-    fset: FeatureSet,
+    store_url: str,
+    targets: list[_Target],
     parts: list[tuple[str, tuple[VideoInput, ...]]],
     torch_threads: int | None,
     progress_topic: str,
 ) -> list[PartTask]:
-    return [
-        PartTask(
-            fset.fs.url,
-            fset.name,
-            pid,
-            group,
-            cfg.backbone,
-            cfg.sampling,
-            cfg.decode_threads or CPU_DECODE_THREADS,  # sized by extract() before this
-            cfg.timeout_s,
-            torch_threads,
-            progress_topic,
-            None if cfg.hwaccel == "none" else cfg.hwaccel,
+    tasks = []
+    for pid, group in parts:
+        shares = tuple(s for t in targets if (s := t.part_target(pid, group)) is not None)
+        tasks.append(
+            PartTask(
+                store_url,
+                pid,
+                group,
+                shares,
+                cfg.sampling,
+                cfg.decode_threads or CPU_DECODE_THREADS,  # sized by extract() before this
+                cfg.timeout_s,
+                torch_threads,
+                progress_topic,
+                None if cfg.hwaccel == "none" else cfg.hwaccel,
+            )
         )
-        for pid, group in parts
-    ]
+    return tasks
 
 
 class _LiveProgress:
@@ -447,7 +517,7 @@ def _progress_bar(console: Any, show: bool) -> Any:
     )
 
     return Progress(
-        TextColumn("[bold]extract"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("videos  {task.fields[fps]:.1f} frames/s  {task.fields[failures]} failed"),
@@ -462,9 +532,8 @@ def _progress_bar(console: Any, show: bool) -> Any:
 def _run(
     client: Any,
     cfg: ExtractConfig,
-    fset: FeatureSet,
+    targets: list[_Target],
     parts: list[tuple[str, tuple[VideoInput, ...]]],
-    report: ExtractReport,
     show: bool,
     torch_threads: int | None,
     snapshots: bool,
@@ -475,29 +544,45 @@ def _run(
     from rich.console import Console
 
     topic = f"vidfeat-progress-{os.getpid()}-{time.time_ns()}"
-    tasks = _part_tasks(cfg, fset, parts, torch_threads, topic if show else "")
+    url = targets[0].fset.fs.url
+    tasks = _part_tasks(cfg, url, targets, parts, torch_threads, topic if show else "")
     total_videos = sum(len(t.videos) for t in tasks)
     console = Console(stderr=True)
-    report.dashboard = client.dashboard_link
+    dashboard = client.dashboard_link
+    by_name = {t.fset.name: t for t in targets}
+    for t in targets:
+        t.report.dashboard = dashboard
     workers = client.scheduler_info().get("workers", {})
     slots = sum(w.get("nthreads", 1) for w in workers.values())
     window = cfg.max_in_flight or max(2, slots + len(workers))
     bar = _progress_bar(console, show)
     frames = parts_done = videos_committed = 0
+    task_of: dict[str, PartTask] = {}  # by task key
     live = _LiveProgress()
     if show:
         client.subscribe_topic(topic, live.on_event)
     t0 = time.perf_counter()
     with bar:
-        if show and report.dashboard:
-            console.print(f"dashboard: {report.dashboard}")
+        if show and dashboard:
+            console.print(f"dashboard: {dashboard}")
         job = bar.add_task("extract", total=total_videos, fps=0.0, failures=0)
+        rows = {  # one line per feature set when there are several: its videos and frames/s
+            t.fset.name: bar.add_task(
+                f"  {t.backbone.name}", total=len(t.pending), fps=0.0, failures=0
+            )
+            for t in targets
+            if len(targets) > 1
+        }
         queue_ = iter(tasks)
         futures = as_completed()
 
         def submit(task: PartTask) -> None:
             key = f"part-{task.part_id}-{time.time_ns()}"
+            task_of[key] = task
             futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
+
+        def failures() -> int:
+            return len({f.video_id for t in targets for f in t.report.failures})
 
         def show_progress() -> None:
             videos, failed, live_frames = live.totals()
@@ -506,22 +591,35 @@ def _run(
                 job,
                 completed=min(total_videos, videos_committed + videos + failed),
                 fps=(frames + live_frames) / elapsed,
-                failures=len(report.failures) + failed,
+                failures=failures() + failed,
             )
 
-        def record(summary: PartSummary) -> None:
+        def record(key: str, summaries: tuple[PartSummary, ...]) -> None:
             nonlocal frames, parts_done, videos_committed
-            frames += summary.frames
-            videos_committed += summary.videos + len(summary.failures)
-            report.add(summary)
-            live.finish(summary.part_id)
+            task = task_of.pop(key)
+            videos_committed += len(task.videos)
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            for summary in summaries:
+                t = by_name[summary.featureset]
+                frames += summary.frames
+                t.frames += summary.frames
+                t.report.add(summary)
+                if summary.featureset in rows:
+                    bar.update(
+                        rows[summary.featureset],
+                        advance=summary.videos + len(summary.failures),
+                        fps=t.frames / elapsed,
+                        failures=len(t.report.failures),
+                    )
+            live.finish(task.part_id)
             show_progress()
             nxt = next(queue_, None)
             if nxt is not None:
                 submit(nxt)
             parts_done += 1
             if snapshots and parts_done % SNAPSHOT_EVERY == 0:
-                _snapshot(2, fset, report)
+                for t in targets:
+                    _snapshot(2, t.fset, t.report)
 
         for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
             submit(task)
@@ -536,11 +634,13 @@ def _run(
                         if show:
                             show_progress()
                     for future in done:
-                        record(future.result())
+                        record(future.key, future.result())
         except KeyboardInterrupt:
             client.cancel(list(futures.futures))
             raise
         finally:
             if show:
                 client.unsubscribe_topic(topic)
-        report.frames_per_s = frames / max(time.perf_counter() - t0, 1e-9)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        for t in targets:
+            t.report.frames_per_s = t.frames / elapsed

@@ -10,12 +10,24 @@ from vidfeat.store import FailureRecord
 
 
 @dataclass(frozen=True, slots=True)
-class PartTask:
-    store: str
+class PartTarget:
+    """A feature set a part writes to: the part id there, its backbone, and which of the
+    part's videos it wants (a rerun may find some already stored in one set, not another)."""
+
     featureset: str
     part_id: str
-    videos: tuple[VideoInput, ...]
     backbone: BackboneConfig
+    video_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartTask:
+    """A group of videos decoded once for every target (one per backbone)."""
+
+    store: str
+    part_id: str  # the group's id: progress and task keys
+    videos: tuple[VideoInput, ...]
+    targets: tuple[PartTarget, ...]
     sampling: SamplingConfig
     decode_threads: int = 2
     timeout_s: float = 600.0
@@ -29,14 +41,15 @@ class PartSummary:
     """What a part task returns to the client: counts and timings, never rows."""
 
     part_id: str
+    featureset: str
     won: bool  # False: another attempt committed this part first
     videos: int
     rows: int
     failures: tuple[FailureRecord, ...]
-    frames: int  # frames through the backbone
+    frames: int  # frames through this feature set's backbone
     seeks: int
     targets: int  # rows asked of the decoders
-    model_s: float
+    model_s: float  # this backbone's
     wall_s: float
     worker_rss_mib: float  # peak resident memory of this worker process
     decoder_rss_mib: float  # and of its largest decoder child
