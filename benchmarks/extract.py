@@ -151,26 +151,41 @@ def videos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".avi", ".mp4"))
 
 
-def decode_only(paths: list[Path], sampling: SamplingConfig, threads: int = 2) -> float:
-    """Frames/s of the pipeline's sandboxed decoders on the sampled frames, no model."""
-    geometry = Geometry(256, 224, "bicubic")
+def decode_only(
+    paths: list[Path],
+    sampling: SamplingConfig,
+    threads: int = 2,
+    hwaccel: str | None = None,
+    on_device: bool = False,
+) -> float:
+    """Frames/s of ``threads`` of the pipeline's sandboxed decoders on the sampled frames, no
+    model; fewer videos than decoders share them by segments, as the engine does."""
+    geometry = Geometry(256, 224, "bicubic", on_device=on_device)
     frames = [0]
+    k = 1 if len(paths) >= threads else -(-threads // len(paths))
+    jobs = [(path, (j, k)) for path in paths for j in range(k)]
 
-    def one(path: Path) -> None:
+    def one(job: tuple[Path, tuple[int, int]]) -> None:
         decoder = POOL.acquire()
         try:
             decoder.decode(
-                str(path), sampling, geometry, 600.0, lambda c: frames.append(len(c.frames))
+                str(job[0]),
+                sampling,
+                geometry,
+                600.0,
+                lambda c: frames.append(len(c.frames)),
+                job[1],
+                hwaccel,
             )
         finally:
             POOL.release(decoder)
 
     with ThreadPoolExecutor(threads) as pool:  # warm-up: start the children
-        list(pool.map(one, paths[:threads]))
+        list(pool.map(one, jobs[:threads]))
     frames.clear()
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, paths))
+        list(pool.map(one, jobs))
     return sum(frames) / (time.perf_counter() - start)
 
 

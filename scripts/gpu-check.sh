@@ -54,10 +54,10 @@ nvidia-smi -L || true
 
 status=0
 # Other library versions than CI's: their deprecation warnings are not failures here.
-timeout 240 "$PY" -m pytest -m needs_cuda -p no:cacheprovider -W default -q -rA -s tests/ \
+timeout 180 "$PY" -m pytest -m needs_cuda -p no:cacheprovider -W default -q -rA -s tests/ \
   || status=1
 echo "tests done after $(( $(date +%s) - start )) s"
-timeout 300 "$PY" benchmarks/gpu.py --kinetics 32 --ucf 32 --long-minutes 1 \
+timeout 270 "$PY" benchmarks/gpu.py --kinetics 24 --ucf 24 --long-minutes 1 \
   --cache /tmp/vidfeat-bench || status=1
 echo "gpu-check done in $(( $(date +%s) - start )) s, status $status"
 exit $status
