@@ -377,7 +377,11 @@ def measure_dataset(
 MULTI = (BackboneConfig(BACKBONE, device="cpu"), BackboneConfig("resnet18", "none", device="cpu"))
 
 
-def _multi_wall(inputs: Path, backbones: tuple[BackboneConfig, ...], store: Path) -> float:
+def backbones_wall(
+    inputs: Path, backbones: tuple[BackboneConfig, ...], store: Path, workers: int | None = 1
+) -> float:
+    """Wall time of one whole `extract()` of ``inputs`` with ``backbones`` (one decode),
+    16 frames a video, into a fresh ``store`` (``workers=None``: auto sizing)."""
     shutil.rmtree(store, ignore_errors=True)
     cfg = ExtractConfig(
         inputs=(str(inputs),),
@@ -385,11 +389,11 @@ def _multi_wall(inputs: Path, backbones: tuple[BackboneConfig, ...], store: Path
         backbone=backbones[0],
         extra_backbones=backbones[1:],
         sampling=SamplingConfig(frames=16),
-        workers=1,
+        workers=workers,
         progress=False,
     )
     report = extract(cfg)
-    assert not report.failures, report.failures
+    assert not report.failures, report.failures[:3]
     return report.wall_s
 
 
@@ -400,9 +404,9 @@ def multi_backbone(folder: Path, rounds: int, work: Path) -> None:
     times: dict[str, list[float]] = {"both": [], "a": [], "b": [], "decode": []}
     frames = 16 * len(paths)
     for _ in range(rounds):
-        times["both"].append(_multi_wall(folder, MULTI, work / "both"))
-        times["a"].append(_multi_wall(folder, MULTI[:1], work / "a"))
-        times["b"].append(_multi_wall(folder, MULTI[1:], work / "b"))
+        times["both"].append(backbones_wall(folder, MULTI, work / "both"))
+        times["a"].append(backbones_wall(folder, MULTI[:1], work / "a"))
+        times["b"].append(backbones_wall(folder, MULTI[1:], work / "b"))
         times["decode"].append(frames / fresh("decode", paths, SamplingConfig(frames=16)))
     med = {k: statistics.median(v) for k, v in times.items()}
     apart = med["a"] + med["b"]

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import verdict
-from extract import dataset, decode_only, long_video, videos_in
+from extract import backbones_wall, dataset, decode_only, long_video, videos_in
 
 from vidfeat.config import BackboneConfig, ExtractConfig, SamplingConfig
 from vidfeat.models.batch_size import auto_batch_size
@@ -158,24 +158,9 @@ def several_backbones(inputs: Path, cfg: BackboneConfig, work: Path) -> bool:
     """Two backbones in one pass (one decode) against each alone: the issue's target is the
     pair <= 1.2x the slowest single run while decoding is the bottleneck."""
     other = dataclasses.replace(cfg, name="resnet50", weights="none")
-    sampling = SamplingConfig(frames=16)
-
-    def wall(backbones: tuple[BackboneConfig, ...]) -> float:
-        shutil.rmtree(work / "multi", ignore_errors=True)
-        run = ExtractConfig(
-            inputs=(str(inputs),),
-            store=str(work / "multi"),
-            backbone=backbones[0],
-            extra_backbones=backbones[1:],
-            sampling=sampling,
-            progress=False,
-        )
-        report = extract(run)
-        assert not report.failures, report.failures[:3]
-        return report.wall_s
-
-    alone = [wall((cfg,)), wall((other,))]
-    both = wall((cfg, other))
+    store = work / "multi"
+    alone = [backbones_wall(inputs, (b,), store, None) for b in (cfg, other)]
+    both = backbones_wall(inputs, (cfg, other), store, None)
     ratio = both / max(alone)
     print(
         f"  several backbones: {cfg.name} {alone[0]:.1f} s, {other.name} {alone[1]:.1f} s alone; "
