@@ -17,8 +17,45 @@ instant and imports neither torch, dask nor av.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vidfeat.lazy import lazy_exports
 from vidfeat.version import __version__
+
+if TYPE_CHECKING:  # the real types for mypy and IDEs; at run time _PUBLIC loads them lazily
+    from vidfeat.config import (  # noqa: F401
+        BackboneConfig,
+        ExtractConfig,
+        SamplingConfig,
+        TrainConfig,
+    )
+    from vidfeat.errors import (  # noqa: F401
+        BackboneError,
+        ConfigError,
+        ExtractError,
+        FeatureSetNotFound,
+        InputError,
+        SpecMismatch,
+        StoreError,
+        TrainError,
+        VideoDecodeError,
+        VideoNotFound,
+        VidfeatError,
+        WeightsUnavailable,
+        WorkerRefused,
+    )
+    from vidfeat.models.factory import create_backbone  # noqa: F401
+    from vidfeat.pipeline.runner import ExtractReport, extract  # noqa: F401
+    from vidfeat.store import (  # noqa: F401
+        FailureRecord,
+        FeatureSet,
+        FeatureSetSpec,
+        LoadedFeatures,
+        Store,
+        VideoRecord,
+        open_store,
+    )
+    from vidfeat.trainer.loop import RunResult, train  # noqa: F401
 
 _ERRORS = [
     "VidfeatError",
@@ -32,6 +69,7 @@ _ERRORS = [
     "WeightsUnavailable",
     "VideoDecodeError",
     "ExtractError",
+    "WorkerRefused",
     "TrainError",
 ]
 _PUBLIC = {
@@ -47,5 +85,6 @@ _PUBLIC = {
     ),
     **dict.fromkeys(_ERRORS, "vidfeat.errors"),
 }
+# tests/test_package.py checks that the imports above name exactly these modules and names.
 __all__ = ["__version__", *_PUBLIC]
 __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

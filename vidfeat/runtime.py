@@ -2,16 +2,17 @@
 
 glibc's malloc hands large blocks (activations, batches) back to the kernel on free and maps
 them again on the next batch, so every forward pass pays page faults on fresh memory. Dask's
-nanny makes it worse: it starts workers with MALLOC_TRIM_THRESHOLD_=65536. Keeping up to
-128 MiB of freed memory for reuse and serving blocks under 32 MiB from the heap doubled
-efficientnet_lite0's CPU throughput at batch 16 here (82 → 161 img/s; docs/performance.md).
+nanny makes it worse: it starts workers with MALLOC_TRIM_THRESHOLD_=65536. So freed memory
+is kept for reuse (up to 128 MiB) and blocks under 32 MiB are served from the heap.
 
 Threads other than the main one get their own malloc arenas, small mmap'd heaps that are
 unmapped as soon as they empty, so the same page faults came back for inference run from a
-thread: a Dask task runs in the worker's executor thread, and there the model ran at 67-71
-img/s against 116 on the worker's main thread. One arena for the whole process (the main one,
-under the settings above) gave 98-104 in the task thread. Set it before threads allocate: at
-process start through MALLOC_ARENA_MAX=1 (vidfeat's LocalCluster workers get it), or here.
+thread: a Dask task runs in the worker's executor thread. So the whole process uses one arena
+(the main one, under the settings above). Set it before threads allocate: at process start
+through MALLOC_ARENA_MAX=1 (vidfeat's LocalCluster workers get it), or here.
+
+What each setting gained is in docs/performance.md ("glibc malloc", "One malloc arena per
+worker").
 """
 
 from __future__ import annotations

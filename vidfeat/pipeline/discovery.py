@@ -89,8 +89,8 @@ def _stat(path: str) -> tuple[int, int]:
 
 def _walk(root: Path, label_from: str, source: str) -> Iterator[VideoInput]:
     """Every video under ``root``, folders and files in sorted order. Ids and labels are built
-    per folder by string operations (pathlib per file cost about 40 µs: most of a rerun's
-    planning at 100k videos)."""
+    per folder by string operations: pathlib per file was most of a rerun's planning
+    (docs/performance.md, "Catalog")."""
     base = str(root)
     # followlinks=False: a symlink loop cannot trap the walk
     for dirpath, dirnames, files in os.walk(base, followlinks=False):

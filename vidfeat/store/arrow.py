@@ -1,5 +1,6 @@
 """Arrow arrays from numpy and Python values through ``from_buffers``: ``pa.array`` imports
-pandas on first use (when it is installed), which cost a fresh reader 0.3 s here."""
+pandas on first use (when it is installed), a cost every fresh reader would pay
+(docs/performance.md, "Catalog")."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def to_numpy(column: pa.Array | pa.ChunkedArray, fill: int | None = None) -> np.
 
 def to_list(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     """``to_pylist()``, but a dictionary column is expanded from its few distinct values
-    (to_pylist built one Python string per row of it at about 1 µs each)."""
+    (to_pylist builds one Python string per row of it; docs/performance.md, "Catalog")."""
     if not pa.types.is_dictionary(column.type):
         values: list[Any] = column.to_pylist()
         return values

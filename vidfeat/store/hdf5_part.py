@@ -80,8 +80,9 @@ class _Hdf5Reader(PartReader):
         self._direct = {name: self._chunk_map(name) for name in ("values", "pts")}
 
     def _chunk_map(self, name: str) -> ChunkMap | None:
-        """Byte locations of an uncompressed little-endian dataset's rows (h5py's own reads of
-        chunked data ran at 0.2-0.3x np.load in load(), against 0.4 this way)."""
+        """Byte locations of an uncompressed little-endian dataset's rows: read from the file at
+        these, ``load()`` is faster than through h5py's own reads of chunked data
+        (docs/performance.md, "The read path keeps its fast path")."""
         ds = self.file[name]
         dtype = np.dtype(ds.dtype)
         if ds.compression is not None or ds.shape[0] == 0 or dtype.byteorder == ">":

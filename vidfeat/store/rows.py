@@ -37,9 +37,10 @@ def check_values(video_id: str, values: np.ndarray, dtype: np.dtype[Any]) -> Non
 
 
 def _float16_has_nan_or_inf(values: np.ndarray) -> bool:
-    """On the bits, with two max reductions and no temporary (float16 arithmetic is emulated by
-    numpy and 10x slower): as uint16, +inf/NaN are 0x7C00-0x7FFF and -inf/NaN 0xFC00-0xFFFF;
-    seen as int16, the first range is the top of the positive values."""
+    """On the bits, with two max reductions and no temporary (numpy emulates float16
+    arithmetic, which is slow; docs/performance.md, "Store"): as uint16, +inf/NaN are
+    0x7C00-0x7FFF and -inf/NaN 0xFC00-0xFFFF; seen as int16, the first range is the top of the
+    positive values."""
     bits = values.view(np.uint16)
     return int(bits.view(np.int16).max()) >= 0x7C00 or int(bits.max()) >= 0xFC00
 

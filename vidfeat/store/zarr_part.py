@@ -3,8 +3,9 @@
 ``values`` grows one whole shard at a time (the writer's row buffer holds one shard), so no
 shard is ever read back or rewritten. Reading uncompressed arrays skips zarr-python: the shard
 indexes give every inner chunk's byte range, and rows are read with ``os.preadv`` straight into
-the caller's buffer (zarr-python's read path was 4-40x slower than ``np.load`` here; see
-docs/performance.md). Compressed or unexpected layouts are read through zarr-python.
+the caller's buffer, because zarr-python's own read path is far slower than ``np.load`` on
+these arrays (docs/performance.md, "The read path keeps its fast path"). Compressed or
+unexpected layouts are read through zarr-python.
 """
 
 from __future__ import annotations
