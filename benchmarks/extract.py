@@ -3,6 +3,7 @@
     python benchmarks/extract.py [--ucf 24] [--kinetics 16] [--no-long] [--cache DIR]
     python benchmarks/extract.py --peer [--rounds 3]   # against the popular extractor
     python benchmarks/extract.py --multi [--rounds 3]  # two backbones, one decode
+    python benchmarks/extract.py --index-cost          # a frame list checked by a decode
 
 Datasets (generated once into --cache, default benchmarks/.cache):
   ucf       320x240 MPEG-4 AVI, 25 fps, 7 s  (UCF101-like)
@@ -17,7 +18,9 @@ For the default backbone and 16 frames per video it prints, for --workers 1 and 
   to full-size RGB, keep the sampled ones, resize in torch, one video at a time, plain torch
   as popular extractors run it; the same loop with vidfeat's tuned model is printed beside it).
 Targets: end to end >= 0.9x the serial bound and >= 1.5x the naive loop. For the long video at
---fps 1: both ratios, and the peak RSS of the worker and of its decoder (< 2 GiB, flat in length).
+--fps 1: both ratios, seeks per target, and the peak RSS of the worker and of its decoder
+(< 2 GiB, flat in length); then what a frame list checked by a decode costs (--index-cost: the
+2.5-minute clip's MP4 against the same stream cut mid-GOP into MPEG-TS).
 The naive loop is a lower bar than the real peer (it decodes once, batches 16, no re-encode).
 
 --multi: `extract` with efficientnet_lite0 and resnet18 (random weights) in one pass against the
@@ -69,6 +72,9 @@ from vidfeat.pipeline.sampling import center_crop_box, resize_dims, select_frame
 from vidfeat.pipeline.sandbox import POOL
 
 BACKBONE = "efficientnet_lite0"
+# --engine (auto: vidfeat's default), for every model run here; the environment carries it
+# into the fresh --measure processes
+ENGINE = os.environ.get("VIDFEAT_BENCH_ENGINE", "auto")
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -191,7 +197,7 @@ def decode_only(
 
 @functools.cache
 def backbone() -> Backbone:
-    return create_backbone(BACKBONE, device="cpu")
+    return create_backbone(BACKBONE, device="cpu", engine=ENGINE)
 
 
 def model_only(batch: int = 16, seconds: float = 4.0) -> float:
@@ -266,7 +272,7 @@ def end_to_end(
     cfg = ExtractConfig(
         inputs=(str(inputs),),
         store=str(store),
-        backbone=BackboneConfig(BACKBONE, device="cpu"),
+        backbone=BackboneConfig(BACKBONE, device="cpu", engine=ENGINE),
         sampling=sampling,
         workers=workers,
         progress=False,
@@ -284,6 +290,32 @@ def end_to_end(
         report.peak_worker_rss_mib,
         report.peak_decoder_rss_mib,
     )
+
+
+def index_cost(path: Path, work: Path) -> None:
+    """What checking a packet list by a decode costs (decode.probe): the 1080p MP4, whose
+    packets are trusted, against the same stream copied from mid-GOP into MPEG-TS (a capture),
+    whose frame list vidfeat decodes first; decode-only at --fps 1 for both."""
+    import imageio_ffmpeg
+
+    capture = work / f"{path.stem}-capture.ts"
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error"]
+    cut = ["-i", str(path), "-ss", "0.5", "-c", "copy", "-copyinkf", "-f", "mpegts"]
+    subprocess.run([*ffmpeg, *cut, str(capture)], check=True)
+    one_fps = SamplingConfig(mode="fps", fps=1.0)
+    print(f"index check: {path.name} at --fps 1, one decoder")
+    seconds = {}
+    for video in (path, capture):
+        start = time.perf_counter()
+        index = probe(str(video))
+        seconds[video] = time.perf_counter() - start
+        fps = decode_only([video], one_fps, threads=1)
+        n = len(select_frames(index.seconds, index.end_s, one_fps))
+        print(
+            f"  {video.suffix[1:]:4}  index {index.source}: probe {seconds[video]:.2f} s; "
+            f"decode-only {fps:.1f} frames/s = {n / fps:.1f} s for {n} frames"
+        )
+    print(f"  the decode pass costs {seconds[capture] - seconds[path]:.1f} s on this video")
 
 
 def fresh(kind: str, paths: list[Path], sampling: SamplingConfig, threads: int = 2) -> float:
@@ -461,6 +493,7 @@ def _vidfeat_run(
     command = [cli, "extract", str(folder), "-s", str(work / "store")]
     command += ["--backbone", BACKBONE, "--device", "cpu", "--workers", "1", "-q"]
     command += ["--label-from", "none", "--report", str(report), *args]
+    command += ["--engine", ENGINE] if ENGINE != "auto" else []
     wall = _wall(command, source)
     return wall, json.loads(report.read_text())
 
@@ -557,6 +590,7 @@ def peer_comparison(cache: Path, rounds: int, work: Path, before: Path | None) -
 
 
 def main() -> None:
+    global ENGINE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ucf", type=int, default=24, help="UCF101-like videos")
     ap.add_argument("--kinetics", type=int, default=16, help="Kinetics-like videos")
@@ -566,8 +600,13 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true", help="against the popular extractor only")
     ap.add_argument("--before", type=Path, help="with --peer: an older vidfeat source tree too")
     ap.add_argument("--multi", action="store_true", help="two backbones, one decode, only")
+    ap.add_argument(
+        "--index-cost", action="store_true", help="only the cost of a decoded frame index"
+    )
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement
+    ap.add_argument("--engine", default=ENGINE, help="auto (default), torch or openvino")
     args = ap.parse_args()
+    ENGINE = os.environ["VIDFEAT_BENCH_ENGINE"] = args.engine
     if args.measure:
         _measure(args.measure)
         return
@@ -581,6 +620,13 @@ def main() -> None:
             POOL.close()
             shutil.rmtree(work, ignore_errors=True)
         return
+    if args.index_cost:
+        try:
+            index_cost(long_video(cache, 2.5), work)
+        finally:
+            POOL.close()
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.peer:
         try:
             rounds = args.rounds if args.rounds != 5 else 3
@@ -590,7 +636,8 @@ def main() -> None:
         print("all targets met" if ok else "some targets missed")
         return
     cores = torch.get_num_threads()
-    print(f"backbone {BACKBONE}, CPU, {cores} torch threads, 16 frames per video")
+    engine = f"engine {ENGINE}: {backbone().engine_note or backbone().engine}"
+    print(f"backbone {BACKBONE}, CPU, {cores} torch threads, 16 frames per video, {engine}")
     ok = True
     try:
         sixteen = SamplingConfig(frames=16)
@@ -625,6 +672,7 @@ def main() -> None:
                     text, passed = verdicts(fps, bound, naive, naive_tuned)
                     print(f"  --workers 1  end to end {fps:6.1f} frames/s = {text}")
                     ok &= passed
+            index_cost(long_video(cache, 2.5), work)
             for minutes, (worker_rss, decoder_rss) in rss.items():
                 print(
                     f"  peak RSS, {minutes:4g} min: worker {worker_rss:6.0f} MiB, "

@@ -86,5 +86,9 @@ class ExtractError(VidfeatError, RuntimeError):
     """An extraction run cannot go on (no workers, workers that disagree, …)."""
 
 
+class WorkerRefused(ExtractError):
+    """A worker's backbone is not the one the feature set's spec describes: it writes nothing."""
+
+
 class TrainError(VidfeatError, ValueError):
     """Training cannot start or continue with this data or configuration."""

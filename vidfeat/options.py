@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from vidfeat.config import (
     BackboneConfig,
     Device,
+    Engine,
     ExtractConfig,
     FeatureDtype,
     HwAccel,
@@ -30,6 +31,7 @@ from vidfeat.errors import ConfigError
 
 PositiveInt = typing.Annotated[int, Field(ge=1)]
 PositiveFloat = typing.Annotated[float, Field(gt=0)]
+NonNegativeInt = typing.Annotated[int, Field(ge=0)]
 SAMPLING_FLAGS = {"frames": "--frames", "fps": "--fps", "stride": "--stride", "all_frames": "--all"}
 
 
@@ -48,6 +50,7 @@ class ExtractOptions(BaseModel):
     stride: PositiveInt | None = None
     all_frames: bool | None = None
     max_frames: PositiveInt | None = None
+    stream: NonNegativeInt | None = None
     backbone: list[str] | str | None = None
     weights: list[str] | str | None = None
     preprocess: list[str] | str | None = None
@@ -69,6 +72,7 @@ class ExtractOptions(BaseModel):
     tag: list[str] | str | None = None
     hwaccel: HwAccel | None = None
     resize_on: ResizeOn | None = None
+    engine: Engine | None = None
 
 
 def _flag(key: str) -> str:
@@ -134,20 +138,18 @@ EXTRACT_KEYS = set(ExtractOptions.model_fields)  # what a --config file may hold
 def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
     """Flat option dict (CLI names, checked by ``extract_options``) → ExtractConfig."""
 
+    common: dict[str, Any] = {
+        "max_frames": values.get("max_frames"),
+        "stream": values.get("stream"),
+    }
     if values.get("all_frames"):
-        sampling = SamplingConfig(mode="all", max_frames=values.get("max_frames"))
+        sampling = SamplingConfig(mode="all", **common)
     elif values.get("fps") is not None:
-        sampling = SamplingConfig(
-            mode="fps", fps=values["fps"], max_frames=values.get("max_frames")
-        )
+        sampling = SamplingConfig(mode="fps", fps=values["fps"], **common)
     elif values.get("stride") is not None:
-        sampling = SamplingConfig(
-            mode="stride", stride=values["stride"], max_frames=values.get("max_frames")
-        )
+        sampling = SamplingConfig(mode="stride", stride=values["stride"], **common)
     else:
-        sampling = SamplingConfig(
-            mode="frames", frames=values.get("frames") or 16, max_frames=values.get("max_frames")
-        )
+        sampling = SamplingConfig(mode="frames", frames=values.get("frames") or 16, **common)
     names = _listed(values.get("backbone")) or ["efficientnet_lite0"]
     weights = _per_backbone("--weights", values.get("weights"), len(names))
     preprocess = _per_backbone("--preprocess", values.get("preprocess"), len(names))
@@ -160,6 +162,7 @@ def build_extract_config(values: Mapping[str, Any]) -> ExtractConfig:
             batch_size=_count(values.get("batch_size")),
             preprocess=preprocess[i],
             resize_on=values.get("resize_on") or "host",
+            engine=values.get("engine") or "auto",
         )
         for i, name in enumerate(names)
     ]

@@ -65,6 +65,17 @@ def dask_cluster(
         time.sleep(0.1)
 
 
+def start_worker(cluster: Cluster, *options: str, env: dict[str, str] | None = None) -> str:
+    """One more `dask worker` (one thread) on ``cluster``, torn down with it, at a port of its
+    own; ``options`` such as --no-nanny, ``env`` its environment. Returns its address."""
+    port = free_port()
+    cmd = [str(BIN / "dask"), "worker", cluster.address, "--nthreads", "1", "--no-dashboard"]
+    cmd += ["--host", "127.0.0.1", "--worker-port", str(port), *options]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cluster.workers.append(proc)
+    return f"tcp://127.0.0.1:{port}"
+
+
 def wait_for_workers(address: str, n: int, security: object = None) -> None:
     from dask.distributed import Client
 

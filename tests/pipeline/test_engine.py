@@ -13,6 +13,7 @@ import torch
 
 from tests.store.helpers import DIM, make_spec
 from vidfeat.config import BackboneConfig, SamplingConfig
+from vidfeat.errors import WorkerRefused
 from vidfeat.pipeline import engine
 from vidfeat.pipeline.decode import VideoIndex
 from vidfeat.pipeline.discovery import VideoInput
@@ -55,9 +56,11 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
         )
 
     monkeypatch.setattr(engine, "run_videos", fake_run_videos)
-    monkeypatch.setattr(
-        engine, "get_backbone", lambda cfg: SimpleNamespace(device=torch.device("cpu"))
+    described = {"backbone": "tiny", "weights_id": "sha256:test", "feature_dim": DIM}
+    backbone = SimpleNamespace(
+        device=torch.device("cpu"), describe=lambda: described, engine="torch"
     )
+    monkeypatch.setattr(engine, "get_backbone", lambda cfg: backbone)
     videos = tuple(
         VideoInput(name, f"/videos/{name}", size=1, mtime_ns=1)
         for name in ("ok.mp4", "nan.mp4", "huge.mp4")
@@ -82,6 +85,35 @@ def test_nan_features_fail_one_video_and_the_part_still_commits(
     assert "--dtype float32" in huge.message
     np.testing.assert_array_equal(fset.read("ok.mp4")[0], np.full((4, DIM), 0.5, np.float16))
     assert verify_store(store) == []
+
+
+def test_a_backbone_other_than_the_specs_refuses_the_part_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose backbone is not the one the feature set's spec describes (another file
+    under the same weights name) raises before decoding, naming the differing fields, and
+    leaves no part, attempt or commit behind (docs/cluster.md, identity on a cluster)."""
+    cfg = BackboneConfig("tiny")
+    described = engine.get_backbone(cfg).describe()
+    other = described | {"weights_id": "sha256:" + "0" * 64, "mean": (0.4, 0.5, 0.5)}
+    sampling = SamplingConfig(frames=4)
+    store = open_store(tmp_path / "store")
+    spec = make_spec(**other, sampling=sampling.identity())
+    fset = store.create_featureset("fs", spec)
+
+    def no_decoding(*args: Any) -> None:
+        raise AssertionError("a refused part must not decode")
+
+    monkeypatch.setattr(engine, "run_videos", no_decoding)
+    video = VideoInput("a.mp4", "/videos/a.mp4", size=1, mtime_ns=1)
+    target = PartTarget("fs", "p0", cfg, ("a.mp4",))
+    task = engine.PartTask(str(tmp_path / "store"), "p0", (video,), (target,), sampling)
+    with pytest.raises(WorkerRefused, match=r"weights_id: spec 'sha256:0+', this worker") as e:
+        engine.run_part(task)
+    assert "mean: spec" in str(e.value) and "'fs'" in str(e.value)
+    assert "std" not in str(e.value)  # only what differs
+    assert fset.commits() == []
+    assert not list((tmp_path / "store").rglob("parts/*"))
 
 
 def test_a_long_sparse_video_shared_by_two_decoders_gives_the_rows_of_one(

@@ -201,6 +201,7 @@ def test_real_world_files_store_every_presented_frame(
 
     chosen = ["h264_cut.mp4", "h264_bframes.ts", "h264_raw.h264", "h264_bframes.avi"]
     chosen += ["h264_sar.mp4", "h264_rotated.mp4", "h264_vfr.mp4"]
+    chosen += ["cover_first.mkv", "mpeg2_bframes.mpg", "h264_capture.ts", "vp8_altref.webm"]
     folder = tmp_path / "in"
     folder.mkdir()
     for name in chosen:
@@ -225,6 +226,13 @@ def test_real_world_files_store_every_presented_frame(
     rotated = catalog.get("h264_rotated.mp4").record
     assert (rotated.width, rotated.height) == (64, 96)
     assert catalog.get("h264_cut.mp4").record.duration_s == pytest.approx(27 / 25)
+    # Which stream the rows are from, and how its frame list was made, per record.
+    records = {v.video_id: v for c in fset.commits() for v in c.videos}
+    assert (records["cover_first.mkv"].stream, records["cover_first.mkv"].codec) == (1, "h264")
+    assert records["h264_bframes.ts"].stream == 0
+    assert records["h264_bframes.ts"].index == "demux"
+    assert records["h264_capture.ts"].index.startswith("decoded (the stream does not start")
+    assert records["vp8_altref.webm"].index == "decoded (the stream has invisible frames)"
     assert verify_store(open_store(tmp_path / "store")) == []
 
 
@@ -346,3 +354,80 @@ def test_keyword_options_and_provenance(dataset: Path, tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["info", str(store), "kw"])
     assert "description: ramps, 4 frames" in out.output and "tags: demo, v1" in out.output
     assert "created: " in out.output
+
+
+@pytest.mark.slow
+def test_stream_n_picks_the_stream_and_names_its_own_feature_set(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--stream N decodes that stream (a file without it fails with the reason, the run goes
+    on) and joins the identity; without it the identity, and so every set's name, is as
+    before."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("preview_first.mkv", "h264_bframes.mp4"):
+        shutil.copy(files[name], folder / name)
+    store = tmp_path / "store"
+    main = extract(config(folder, store, label_from="none"))
+    assert main.failures == []
+    assert "stream" not in SamplingConfig(frames=4).identity()
+    runner = CliRunner()
+    args = ["extract", str(folder), "--store", str(store), "--backbone", "tiny"]
+    result = runner.invoke(app, [*args, "--frames", "4", "--stream", "1", "--label-from", "none"])
+    assert result.exit_code == 0, result.output
+    fsets = open_store(store).featuresets()
+    assert len(fsets) == 2
+    forced = next(f for f in fsets if f != main.featureset)
+    fset = open_store(store).get_featureset(forced)
+    assert fset.spec.sampling["stream"] == 1
+    records = {v.video_id: v for c in fset.commits() for v in c.videos}
+    failures = {f.video_id: f for c in fset.commits() for f in c.failures}
+    assert records["preview_first.mkv"].stream == 1
+    assert failures["h264_bframes.mp4"].kind == "no_video_stream"
+    assert "--stream 1 is not a video stream" in failures["h264_bframes.mp4"].message
+    preview = runner.invoke(app, [*args, "--frames", "4", "--stream", "0", "--name", "preview"])
+    assert preview.exit_code == 0, preview.output
+    rec = open_store(store).get_featureset("preview").catalog().get("preview_first.mkv").record
+    assert (rec.width, rec.height) == (32, 24)
+    bad = runner.invoke(app, [*args, "--stream", "-1"])
+    assert bad.exit_code != 0 and "Invalid --stream (-1)" in str(bad.exception)
+
+
+@pytest.mark.slow
+def test_the_engine_is_chosen_recorded_and_shown(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--engine auto runs OpenVINO on the CPU and says so; torch and OpenVINO float32 fill one
+    feature set (same values at the store's precision); every record names its engine."""
+    monkeypatch.setenv("VIDFEAT_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    runner = CliRunner()
+    args = ["extract", str(dataset), "--store", str(store), "--backbone", "tiny", "--frames", "4"]
+    first = runner.invoke(app, [*args, "--name", "t", "--report", str(tmp_path / "r.json")])
+    assert first.exit_code == 0, first.output
+    assert "engine: openvino float32" in first.output
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["engine"].startswith("openvino")
+    info = runner.invoke(app, ["info", str(store), "t"])
+    assert "engine (the run that created it): openvino float32" in info.output
+    fset = open_store(store).get_featureset("t")
+    eager = extract(
+        config(
+            dataset,
+            tmp_path / "eager",
+            label_from="parent",
+            sampling=SamplingConfig(frames=4),
+            backbone=BackboneConfig("tiny", engine="torch"),
+            name="t",
+        )
+    )
+    assert eager.engine == "torch" and eager.featureset == "t"
+    other = open_store(tmp_path / "eager").get_featureset("t")
+    assert other.spec.config_hash() == fset.spec.config_hash()  # one identity for both engines
+    for vid in fset.video_ids():
+        got, want = fset.read(vid)[0], other.read(vid)[0]
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=2e-3)
+    engines = {v.engine for c in fset.commits() for v in c.videos}
+    assert engines == {"openvino"}
+    assert {v.engine for c in other.commits() for v in c.videos} == {"torch"}

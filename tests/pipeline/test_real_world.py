@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -80,6 +81,53 @@ def test_fixtures_are_what_they_claim(files: dict[str, Path]) -> None:
     assert sum(p.is_keyframe for p in packets(files["h264_long_gop.mp4"])) == 1
 
 
+def test_new_shapes_are_what_they_claim(files: dict[str, Path]) -> None:
+    """The shapes where the first stream or the packet list misleads, checked with PyAV."""
+    with av.open(str(files["cover_first.mkv"])) as c:
+        cover, main = c.streams.video
+        assert (cover.codec_context.name, main.codec_context.name) == ("mjpeg", "h264")
+        assert cover.width * cover.height > main.width * main.height, "the cover is larger"
+    assert len(sequential(files["cover_first.mkv"], stream=0)) == 1, "a one-frame track"
+    with av.open(str(files["preview_first.mkv"])) as c:
+        preview, main = c.streams.video
+        assert not preview.disposition & av.stream.Disposition.default
+        assert main.disposition & av.stream.Disposition.default
+        assert preview.width < main.width
+    # MPEG-PS: after a seek the decoder labels its first frames with times the container
+    # does not list for them (the I-frame gets another frame's pts).
+    for name in ("mpeg2_bframes.mpg", "mpeg2_bframes.vob"):
+        keys = [p.pts for p in packets(files[name]) if p.is_keyframe]
+        listed = [t for t, _ in sequential(files[name])]
+        with av.open(str(files[name])) as c:
+            c.seek(keys[1], stream=c.streams.video[0], backward=True, any_frame=False)
+            first = next(iter(c.decode(video=0)))
+            tb = Fraction(c.streams.video[0].time_base)
+        assert first.pts != keys[1] and float(first.pts * tb) != listed[12], name
+    # A capture or a copy cut that starts mid-GOP: packets no decoder presents come first.
+    for name in ("h264_capture.ts", "h264_cut.ts"):
+        cut = list(packets(files[name]))
+        assert not cut[0].is_keyframe, name
+        assert len(sequential(files[name])) < len(cut), name
+    cut = list(packets(files["h264_capture_open_gop.ts"]))
+    assert cut[0].is_keyframe and any(p.pts < cut[0].pts for p in cut[1:4]), "leading B-frames"
+    assert len(sequential(files["h264_capture_open_gop.ts"])) < len(cut)
+    # The decoder refuses a long-GOP cut's leading packets with errors, as the ffmpeg CLI
+    # reports (and passes over) them.
+    refused = 0
+    with av.open(str(files["h264_capture_long_gop.ts"])) as c:
+        for p in c.demux(video=0):
+            try:
+                p.decode()
+            except av.error.InvalidDataError:
+                refused += 1
+    assert refused > 100 and len(sequential(files["h264_capture_long_gop.ts"])) > 40
+    # VP8 alt-ref: hidden packets (show_frame bit clear) with the next frame's timestamp.
+    vp8 = list(packets(files["vp8_altref.webm"]))
+    hidden = [i for i, p in enumerate(vp8) if not bytes(p)[0] & 0x10]
+    assert hidden and all(vp8[i].pts == vp8[i + 1].pts for i in hidden)
+    assert len(sequential(files["vp8_altref.webm"])) == len(vp8) - len(hidden)
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", real_world.ALL)
 def test_every_row_is_the_sequentially_decoded_frame(
@@ -145,12 +193,78 @@ def test_rotation_and_sar_give_the_displayed_size(files: dict[str, Path]) -> Non
     assert index.with_rotation(report.rotation).display_size == (H, W)
 
 
+def test_the_main_stream_is_the_one_ffmpeg_picks_and_stream_n_overrides(
+    files: dict[str, Path],
+) -> None:
+    from vidfeat.errors import VideoDecodeError
+
+    for name in ("cover_first.mkv", "preview_first.mkv"):
+        index = probe(str(files[name]))
+        assert (index.stream, index.codec, index.width) == (1, "h264", W), name
+    path = files["preview_first.mkv"]
+    index = probe(str(path), 0)  # the preview, asked for
+    assert (index.stream, index.width, index.height) == (0, 32, 24)
+    ref = [(t, convert_frame(f, GEOMETRY, index.sar, 0)) for t, f in sequential(path, stream=0)]
+    assert_rows_match(path, index, np.array([0, 17, 40, 59]), ref)
+    for wrong in (2, 7):
+        with pytest.raises(VideoDecodeError, match=rf"--stream {wrong} is not a video") as err:
+            probe(str(path), wrong)
+        assert err.value.kind == "no_video_stream"
+        assert "0 (h264 32x24), 1 (h264 96x64)" in err.value.message
+
+
+def test_the_index_is_decoded_only_where_packets_mislead(files: dict[str, Path]) -> None:
+    """A decode pass checks the packet list on the shapes that need it, never on ordinary
+    MP4/MOV/MKV/WebM/TS files."""
+    decoded = {
+        "mpeg2_bframes.mpg": "MPEG program streams",
+        "mpeg2_bframes.vob": "MPEG program streams",
+        "h264_capture.ts": "does not start with a keyframe",
+        "h264_cut.ts": "does not start with a keyframe",
+        "h264_capture_open_gop.ts": "frames before the first keyframe",
+        "h264_capture_long_gop.ts": "does not start with a keyframe",
+        "vp8_altref.webm": "invisible frames",
+    }
+    for name in real_world.ALL:
+        index = probe(str(files[name]))
+        if name in decoded:
+            assert index.source.startswith("decoded (") and decoded[name] in index.source
+            assert not index.ordinal, f"{name}: a decode gives distinct, ordered timestamps"
+        else:
+            assert index.source == "demux", name
+
+
+def test_mislabelled_frames_after_a_seek_fall_back_then_stop_seeking(
+    files: dict[str, Path],
+) -> None:
+    """MPEG-PS: a seek's first frames carry other frames' times. Such a landing is refused
+    and retried further back; once only a decode from the start worked, the decoder decodes
+    on instead of seeking again."""
+    from dataclasses import replace
+
+    path = files["mpeg2_bframes.mpg"]
+    index = probe(str(path))
+    ref = reference(path, index)
+    report = assert_rows_match(path, index, np.array([14, 30, 50]), ref)
+    assert report.late_seeks >= 1
+    # Every seek mislabelled (by pts and by dts alike): the start, then no more seeks.
+    by_pts_only = replace(index, seek_dts=index.seek_pts)
+    one = assert_rows_match(path, by_pts_only, np.array([30]), ref)
+    assert one.late_seeks >= 1
+    more = assert_rows_match(path, by_pts_only, np.array([30, 40, 50, 59]), ref)
+    assert (more.seeks, more.late_seeks) == (one.seeks, one.late_seeks)
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     name=st.sampled_from(
-        ["h264_bframes.ts", "h264_cut.mp4", "hevc_bframes.mp4", "h264_bframes.avi", "h264_vfr.mp4"]
+        [
+            *("h264_bframes.ts", "h264_cut.mp4", "hevc_bframes.mp4", "h264_bframes.avi"),
+            *("h264_vfr.mp4", "mpeg2_bframes.mpg", "h264_capture.ts", "vp8_altref.webm"),
+            "cover_first.mkv",
+        ]
     ),
     rows=st.sets(st.integers(0, 200), min_size=1, max_size=12),
 )

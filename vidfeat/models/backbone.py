@@ -7,6 +7,7 @@ than float32) and are normalised there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidfeat.config import DEVICES, PRECISIONS, RESIZE_ON, check_choice, check_interpolation
+from vidfeat.config import (
+    DEVICES,
+    ENGINES,
+    PRECISIONS,
+    RESIZE_ON,
+    check_choice,
+    check_interpolation,
+)
 from vidfeat.errors import BackboneError, ConfigError
 
 
@@ -50,6 +58,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+# The least cosine of another engine's features to eager torch's on the load-time check.
+PARITY_COSINE = {"float32": 0.99999, "bfloat16": 0.99}
+
+
 class InFlight:
     """A batch submitted to a backbone: ``result()`` is its (B, D) float32 features."""
 
@@ -79,6 +91,7 @@ class Backbone:
         precision: str = "auto",
         channels_last: bool = True,
         resize_on: str = "host",
+        engine: str = "torch",
     ) -> None:
         self.name = name
         check_choice("resize_on", resize_on, RESIZE_ON)
@@ -96,6 +109,68 @@ class Backbone:
         self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1)
         self._shift = (-mean / std).view(1, 3, 1, 1)
         self._copy_stream: Any = None  # CUDA: uploads overlap the compute stream
+        # The engine that computes: torch (eager) or openvino (models/openvino_engine.py);
+        # ``engine_note`` says how it was chosen (auto's reason for torch, the cache).
+        self.engine, self.engine_note = "torch", ""
+        self._openvino: Any = None
+        check_choice("engine", engine, ENGINES)
+        if engine != "torch":
+            self._choose_engine(engine)
+
+    def _choose_engine(self, engine: str) -> None:
+        """``openvino``: on the CPU, or an error saying why not. ``auto``: OpenVINO on the CPU
+        when it is installed, converts, and gives the eager module's values on a test batch;
+        otherwise torch, with the reason in ``engine_note``."""
+        from vidfeat.models import openvino_engine as ov
+
+        why = ""
+        if self.device.type != "cpu":
+            why = f"OpenVINO runs on the CPU here, the device is {self.device.type}"
+        elif self.precision not in ("float32", "bfloat16"):
+            why = f"OpenVINO runs float32 or bfloat16, not {self.precision}"
+        if not why:
+            try:
+                compiled = ov.compile_module(
+                    self.module,
+                    self.name,
+                    self.weights_id,
+                    self.preprocess.input_size,
+                    self.precision,
+                    torch.get_num_threads(),
+                )
+                if not compiled.checked:
+                    why, cosine = self._parity(compiled)
+                    if not why:
+                        compiled.record_parity(cosine)
+            except ov.EngineUnavailable as e:
+                why = str(e)
+        if why and engine == "openvino":
+            raise BackboneError(f"--engine openvino for {self.name}: {why}. Use --engine torch.")
+        if why:
+            self.engine_note = f"torch: {why}"
+            return
+        self.engine, self._openvino = "openvino", compiled
+        info = compiled.info
+        how = "from its cache" if info.from_cache else "converted"
+        self.engine_note = (
+            f"openvino {info.precision}, {info.threads} threads, {how} in {info.seconds:.1f} s"
+        )
+
+    def _parity(self, compiled: Any) -> tuple[str, float]:
+        """Whether the compiled model gives the eager float32 module's features on a fixed
+        batch of random frames (to PARITY_COSINE): ("", cosine), or (how far it is, cosine)."""
+        size = self.preprocess.input_size
+        seed = torch.Generator().manual_seed(0)
+        frames = torch.randint(0, 256, (2, size, size, 3), generator=seed, dtype=torch.uint8)
+        x = self.normalise(frames)
+        with torch.inference_mode():
+            want = self.module(x).float()
+            got = compiled(x)
+        cos = float(torch.nn.functional.cosine_similarity(want, got, dim=1).min())
+        bound = PARITY_COSINE[self.precision]
+        if not math.isfinite(cos) or cos < bound:
+            return f"its features differ from eager torch (cosine {cos:.6f} < {bound})", cos
+        return "", cos
 
     def __repr__(self) -> str:
         return (
@@ -126,6 +201,9 @@ class Backbone:
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised NCHW → (B, D) float32."""
+        if self._openvino is not None:
+            out: torch.Tensor = self._openvino(x)
+            return out
         with torch.inference_mode():
             if self.precision == "float32":
                 out = self.module(x)
@@ -190,4 +268,7 @@ class Backbone:
             "std": tuple(float(v) for v in p.std),
             "precision": self.precision,
             "resize_on": self.resize_on,
+            # float32 rows of both engines are the same values at the store's precision
+            # (docs/performance.md): the engine is identity only where they are not.
+            "engine": "" if self.precision == "float32" else self.engine,
         }

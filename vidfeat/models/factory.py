@@ -21,7 +21,10 @@ def create_backbone(
     precision: str = "auto",
     preprocess: str | None = None,
     resize_on: str = "host",
+    engine: str = "torch",
 ) -> Backbone:
+    """A backbone ready for the pipeline. ``engine``: torch, openvino, or auto (OpenVINO on
+    the CPU where it converts and matches eager torch; Backbone.engine says which ran)."""
     tune_malloc()  # before the first forward pass: see vidfeat/runtime.py
     built = build_module(name, weights, preprocess)
     return Backbone(
@@ -33,6 +36,7 @@ def create_backbone(
         device,
         precision,
         resize_on=resize_on,
+        engine=engine,
     )
 
 

@@ -1,13 +1,19 @@
 """Decoding: the only module that imports av.
 
-Two passes over a video, neither of which holds the video in memory:
+The video stream is the one FFmpeg picks (``_main_video``), or ``--stream N``. Two passes over
+it, neither of which holds the video in memory:
 1. ``probe``: demux only (no decoding) → the frame index (frame_index.py): every presented
-   frame's pts, and the keyframes to seek to.
+   frame's pts, and the keyframes to seek to. Where the packets cannot say which frames a
+   decoder presents (frame_index.index_doubt: mid-GOP starts, invisible frames, MPEG program
+   streams, ...), one decode from the start makes the list instead.
 2. ``decode_selected``: decode forward to each chosen frame, seeking only when a keyframe lies
    between the current position and the target (seeking blindly costs more than decoding
    through when keyframes are rare). A decoded frame is used only if its pts is the target's;
-   a seek that lands late (MPEG-TS seeks by dts, so a keyframe's pts can land on the next
-   keyframe) is retried from its dts, then from earlier keyframes, then from the start.
+   after a seek, only while the decoder's timestamps are ones the index lists, in order, from
+   the frame the index expects first. A seek that lands late or mislabelled (MPEG-TS seeks by
+   dts, so a keyframe's pts can land on the next keyframe; MPEG-PS labels the first frames
+   after a seek with other frames' times) is retried from its dts, then from earlier
+   keyframes, then from the start; where only the start worked, the decoder stops seeking.
 
 Frames become RGB at full size in swscale, then are resized in RGB (the weights' reference
 transforms resize RGB images with an antialiasing filter; scaling during the YUV conversion
@@ -36,10 +42,11 @@ from typing import Any
 import av
 import numpy as np
 from av.codec.hwaccel import HWAccel
+from av.stream import Disposition
 
 from vidfeat.config import check_interpolation
 from vidfeat.errors import VideoDecodeError
-from vidfeat.pipeline.frame_index import Packets, VideoIndex, build_index
+from vidfeat.pipeline.frame_index import Packets, VideoIndex, build_index, index_doubt
 from vidfeat.pipeline.sampling import center_crop_box, resize_dims
 
 _SWSCALE = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "POINT", "area": "AREA"}
@@ -146,21 +153,55 @@ def _open(path: str, hwaccel: str | None = None) -> Any:
         raise VideoDecodeError("not_found", f"{path}: cannot read ({e})") from None
 
 
-def _video_stream(container: Any, path: str) -> Any:
-    if not container.streams.video:
+def _video_stream(container: Any, path: str, forced: int | None = None) -> Any:
+    """The video stream to decode: ``forced`` (``--stream N``), else the one FFmpeg's own tools
+    pick (``_main_video``)."""
+    if forced is not None:
+        streams = container.streams
+        if not 0 <= forced < len(streams) or streams[forced].type != "video":
+            listing = ", ".join(_describe(s) for s in container.streams.video) or "none"
+            raise VideoDecodeError(
+                "no_video_stream",
+                f"{path}: --stream {forced} is not a video stream of this file "
+                f"(its video streams: {listing}); pick one of those or leave --stream out",
+            )
+        stream = streams[forced]
+    elif not container.streams.video:
         kinds = ", ".join(s.type for s in container.streams) or "none"
         raise VideoDecodeError("no_video_stream", f"{path}: no video stream (streams: {kinds})")
-    stream = container.streams.video[0]
+    else:
+        stream = _main_video(container)
     if stream.codec_context is None:
         raise VideoDecodeError("unsupported", f"{path}: no decoder for codec {stream.codec_tag!r}")
     return stream
 
 
-def probe(path: str) -> VideoIndex:
-    """Demux pass: the presented frames' timestamps and the keyframes, without decoding."""
+def _main_video(container: Any) -> Any:
+    """FFmpeg's choice (``av_find_best_stream``: the default disposition first, then a stream
+    with several frames over a one-frame one, then bitrate), where an attached picture (cover
+    art) never wins over a real video stream. The first video stream is not the main one in
+    files that carry cover art or a preview track first."""
+    videos = list(container.streams.video)
+    real = [s for s in videos if not s.disposition & Disposition.attached_pic] or videos
+    best = container.streams.best("video")
+    if best is not None and any(best.index == s.index for s in real):
+        return best
+    return max(real, key=lambda s: (bool(s.disposition & Disposition.default), s.width * s.height))
+
+
+def _describe(stream: Any) -> str:
+    codec = stream.codec_context.name if stream.codec_context is not None else "unknown codec"
+    return f"{stream.index} ({codec} {stream.width}x{stream.height})"
+
+
+def probe(path: str, stream_index: int | None = None) -> VideoIndex:
+    """Demux pass: the presented frames' timestamps and the keyframes, without decoding. Where
+    the packets cannot say which frames a decoder presents (frame_index.index_doubt), the
+    stream is decoded once and the index lists what that decode presented."""
     with _open(path) as container:
-        stream = _video_stream(container, path)
-        packets = Packets([], [], [], [], [])
+        stream = _video_stream(container, path, stream_index)
+        packets = Packets([], [], [], [], [], invisible=[])
+        vp8 = stream.codec_context.name == "vp8"
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -170,23 +211,76 @@ def probe(path: str) -> VideoIndex:
                 packets.keyframe.append(bool(packet.is_keyframe))
                 packets.discard.append(bool(packet.is_discard))
                 packets.duration.append(max(int(packet.duration or 0), 0))
+                assert packets.invisible is not None
+                # VP8 frame tag, first byte: bit 4 is show_frame (RFC 6386, 9.1)
+                packets.invisible.append(vp8 and not memoryview(packet)[0] & 0x10)
         except av.error.FFmpegError as e:
             if not packets.pts:
                 raise VideoDecodeError("truncated", f"{path}: unreadable packets ({e})") from None
+        doubt = index_doubt(packets, str(container.format.name))
         ctx = stream.codec_context
         sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio or Fraction(1)
-        return build_index(
-            path,
-            packets,
-            Fraction(stream.time_base or Fraction(1, 1000)),
-            stream.average_rate or stream.guessed_rate,
-            bool(ctx.has_b_frames),
-            width=int(ctx.width),
-            height=int(ctx.height),
-            codec=str(ctx.name),
-            sar=Fraction(sar) if sar > 0 else Fraction(1),
-            rotation=_rotation(stream),
-        )
+        picture = {
+            "width": int(ctx.width),
+            "height": int(ctx.height),
+            "codec": str(ctx.name),
+            "sar": Fraction(sar) if sar > 0 else Fraction(1),
+            "rotation": _rotation(stream),
+            "stream": int(stream.index),
+        }
+        time_base = Fraction(stream.time_base or Fraction(1, 1000))
+        rate = stream.average_rate or stream.guessed_rate
+        reorders = bool(ctx.has_b_frames)
+        stream_index_used = stream.index
+    presented = _presented_frames(path, int(stream_index_used)) if doubt else None
+    return build_index(
+        path,
+        packets,
+        time_base,
+        rate,
+        reorders,
+        presented,
+        source=f"decoded ({doubt})" if doubt else "demux",
+        **picture,
+    )
+
+
+def _decoded(container: Any, stream: Any) -> Iterator[Any]:
+    """``container.decode(stream)``, except that packets the decoder refuses before it has
+    presented a frame are passed over, as FFmpeg's own tools pass them: a capture or a copy cut
+    that starts mid-GOP begins with packets whose references are not in the file. A refusal
+    after the first frame is damage, and raises."""
+    presented = False
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            if presented:
+                raise
+            continue
+        for frame in frames:
+            presented = True
+            yield frame
+
+
+def _presented_frames(path: str, stream_index: int) -> tuple[list[int | None], list[int]]:
+    """(pts, duration) of every frame a decode from the start presents, in order."""
+    stamps: list[int | None] = []
+    durations: list[int] = []
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in _decoded(container, stream):
+                stamps.append(frame.pts)
+                durations.append(max(int(frame.duration or 0), 0))
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(
+                "truncated",
+                f"{path}: decoding failed after {len(stamps)} frames while checking which "
+                f"frames the stream presents ({e})",
+            ) from None
+    return stamps, durations
 
 
 def _rotation(stream: Any) -> int:
@@ -226,7 +320,8 @@ class DecodedChunk:
 def convert_frame(frame: Any, geometry: Geometry, sar: Fraction, rotation: int) -> np.ndarray:
     """RGB at full size, then resized in RGB to the displayed shape (SAR, rotation) so that the
     shorter side is ``geometry.resize``, rotated, and centre-cropped by slicing. Planar RGB
-    (gbrp): swscale scales it about 1.4-1.7x faster than packed rgb24, with the same result."""
+    (gbrp): swscale scales it faster than packed rgb24, with the same result
+    (docs/performance.md, "Frame-exact decoding and the RGB resize")."""
     return convert_views(frame, (geometry,), sar, rotation)[0]
 
 
@@ -288,7 +383,15 @@ class _ExactDecoder:
         self.frames: Iterator[Any] | None = None
         self.position: int | None = None  # pts (or ordinal) of the last frame of this run
         self.prefer_dts = False  # pts seeks landed late once: seek by dts from now on
+        # Seeks landed wrong until only a decode from the start worked (MPEG program streams
+        # label the first frames after a seek with other frames' times): decode on instead.
+        self.no_seeks = False
         self.at_start = False  # a fresh demuxer that has decoded nothing yet
+        # After a seek: the first frame the index expects (None: this run began at byte 0,
+        # or its first frame was accepted). A run that began with a seek is trusted only
+        # while its timestamps are ones the index lists, in order.
+        self.expect_first: int | None = None
+        self.seeked = False
         self._reopen()
 
     def close(self) -> None:
@@ -303,11 +406,11 @@ class _ExactDecoder:
         self.container = self._open_hardware() if self.hwaccel else None
         if self.container is None:
             self.container = _open(self.path)
-            self.stream = _video_stream(self.container, self.path)
+            self.stream = _video_stream(self.container, self.path, self.index.stream)
             self.stream.thread_type = "AUTO"
             self.stream.thread_count = self.threads
         self.frames, self.position = None, None
-        self.at_start = True
+        self.at_start, self.seeked, self.expect_first = True, False, None
 
     def _open_hardware(self) -> Any:
         """The container with its video stream decoding on ``self.hwaccel``, or None (and the
@@ -319,7 +422,7 @@ class _ExactDecoder:
             self._to_software(f"{self.hwaccel} device unavailable: {e}")
             return None
         try:
-            stream = _video_stream(container, self.path)
+            stream = _video_stream(container, self.path, self.index.stream)
         except VideoDecodeError:
             container.close()
             raise
@@ -337,15 +440,21 @@ class _ExactDecoder:
         self.report.decoder = "software"
         self.hwaccel = None
 
-    def _seek(self, ts: int) -> None:
+    def _seek(self, ts: int, key: int) -> None:
+        """Seek to keyframe ``key`` (index into seek_pts) by ``ts``, its pts or dts."""
         self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
         self.report.seeks += 1
         self.frames, self.position = None, None
-        self.at_start = False
+        self.at_start, self.seeked = False, True
+        # The keyframe's own frame, or the first one presented after it (an edit list
+        # discards the keyframe of a cut).
+        pts = self.index.pts
+        i = min(int(np.searchsorted(pts, self.index.seek_pts[key])), len(pts) - 1)
+        self.expect_first = int(pts[i])
 
     def _next(self) -> Any:
         if self.frames is None:
-            self.frames = iter(self.container.decode(self.stream))
+            self.frames = _decoded(self.container, self.stream)
             self.at_start = False
         while True:
             if self.deadline is not None and time.monotonic() > self.deadline:
@@ -362,11 +471,21 @@ class _ExactDecoder:
             if frame.pts is None:
                 continue  # cannot be identified; a target it was would be found missing
             if self.position is not None and frame.pts <= self.position:
+                if self.seeked:
+                    raise _Landed(f"pts went back from {self.position} to {frame.pts} after a seek")
                 raise VideoDecodeError(
                     "inexact",
                     f"{self.path}: the decoder presented pts {frame.pts} after {self.position}; "
                     "the container's timestamps are not in presentation order",
                 )
+            if self.expect_first is not None:
+                if frame.pts > self.expect_first:  # landed late, or labelled late
+                    raise _Landed(
+                        f"the first frame after a seek is at pts {frame.pts}, "
+                        f"the index expects {self.expect_first}"
+                    )
+                if frame.pts == self.expect_first:
+                    self.expect_first = None
             self.position = frame.pts
             return frame
 
@@ -384,6 +503,8 @@ class _ExactDecoder:
             if here > target:
                 raise _Landed("landed past the target" if first else "skipped the target")
             if not self.index.ordinal and not self._listed(here):
+                if self.seeked:
+                    raise _Landed(f"an unlisted pts {here} after a seek")
                 raise VideoDecodeError(
                     "inexact",
                     f"{self.path}: the decoder presents a frame at pts {here} that the "
@@ -418,18 +539,24 @@ class _ExactDecoder:
                 raise self._missing(row, str(e)) from None
         target = int(ix.pts[row])
         why = ""
+        landed_wrong = False
         for how, start in self._plans(target):
             if start is not None:
                 start()
             try:
-                return self._forward_to(target)
+                frame = self._forward_to(target)
             except _Landed as e:
                 why = str(e)
                 self.frames, self.position = None, None
-                if how != "on":
+                if how not in ("on", "start"):
                     self.report.late_seeks += 1
+                    landed_wrong = True
                 if how == "pts":
                     self.prefer_dts = True
+                continue
+            if how == "start" and landed_wrong:
+                self.no_seeks = True
+            return frame
         raise self._missing(row, why)
 
     def _plans(self, target: int) -> list[tuple[str, Callable[[], None] | None]]:
@@ -440,14 +567,18 @@ class _ExactDecoder:
         k = max(int(np.searchsorted(ix.seek_pts, target, side="right")) - 1, 0)
         plans: list[tuple[str, Callable[[], None] | None]] = []
         here = self.position
-        if (here is not None and here < target and int(ix.seek_pts[k]) <= here) or (
-            self.at_start and k == 0
+        # decode on: no keyframe between here and the target (or seeking does not work here)
+        ahead = here is not None and here < target
+        no_keyframe_between = here is not None and int(ix.seek_pts[k]) <= here
+        if (ahead and (self.no_seeks or no_keyframe_between)) or (
+            self.at_start and (k == 0 or self.no_seeks)
         ):
             plans.append(("on", None))
-        if not self.prefer_dts:
-            plans.append(("pts", partial(self._seek, int(ix.seek_pts[k]))))
-        for j in range(k, max(k - 2, -1), -1):
-            plans.append(("dts", partial(self._seek, int(ix.seek_dts[j]))))
+        if not self.no_seeks:
+            if not self.prefer_dts:
+                plans.append(("pts", partial(self._seek, int(ix.seek_pts[k]), k)))
+            for j in range(k, max(k - 2, -1), -1):
+                plans.append(("dts", partial(self._seek, int(ix.seek_dts[j]), j)))
         plans.append(("start", self._reopen))
         return plans
 

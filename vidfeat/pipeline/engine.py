@@ -5,6 +5,7 @@ set, ``write_part → CommitResult``, and returns a ``PartSummary`` per feature 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import resource
@@ -18,19 +19,19 @@ from typing import Any
 import numpy as np
 
 from vidfeat.config import BackboneConfig, SamplingConfig
-from vidfeat.errors import ValueRangeError, VideoDecodeError
+from vidfeat.errors import ValueRangeError, VideoDecodeError, WorkerRefused
 from vidfeat.models.backbone import Backbone, InFlight
 from vidfeat.models.batch_size import auto_batch_size
 from vidfeat.pipeline.decode import Geometry, VideoIndex
 from vidfeat.pipeline.device_resize import device_batch
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.pipeline.sandbox import POOL
-from vidfeat.pipeline.tasks import PartSummary, PartTask
+from vidfeat.pipeline.tasks import PartSummary, PartTask, identity_differences
 from vidfeat.store import CommitResult, FailureRecord, FeatureSet, VideoRecord
 from vidfeat.uris import is_remote, is_url
 
-# Per-process cache, not configuration: (name, weights, device, precision, preprocess, resize).
-_MODELS: dict[tuple[str, str, str, str, str | None, str], Backbone] = {}
+# Per-process cache, not configuration: one backbone per config (the batch size aside).
+_MODELS: dict[BackboneConfig, Backbone] = {}
 _MODELS_LOCK = threading.Lock()
 _WARMED: set[int] = set()  # ids of the cached models warmed up
 WARM_UP_FRAMES = 2
@@ -45,11 +46,13 @@ def get_backbone(cfg: BackboneConfig) -> Backbone:
     """The process's backbone for this config, loaded once."""
     from vidfeat.models.factory import create_backbone
 
-    key = (cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess, cfg.resize_on)
+    key = dataclasses.replace(cfg, batch_size=None)  # the batch size does not change the model
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = create_backbone(
-                cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess, cfg.resize_on
+                *(cfg.name, cfg.weights, cfg.device, cfg.precision, cfg.preprocess),
+                resize_on=cfg.resize_on,
+                engine=cfg.engine,
             )
         return _MODELS[key]
 
@@ -66,7 +69,7 @@ def prepare_worker(
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    described, weights_mib = [], []
+    described, weights_mib, engines = [], [], []
     for cfg in backbones:
         model = get_backbone(cfg)
         with _MODELS_LOCK:
@@ -82,7 +85,8 @@ def prepare_worker(
             ).start()
         described.append(model.describe())
         weights_mib.append(model.weights_mib())
-    return {"backbones": described, "weights_mib": weights_mib}
+        engines.append(model.engine_note or model.engine)
+    return {"backbones": described, "weights_mib": weights_mib, "engines": engines}
 
 
 def _warm_up(model: Backbone, part_format: str, probe_batch_size: bool = False) -> None:
@@ -348,7 +352,7 @@ class Extracted:
 VideoOutcome = Extracted | FailureRecord
 
 
-def _outcome(r: VideoResult, backbone: int = 0) -> VideoOutcome:
+def _outcome(r: VideoResult, backbone: int = 0, engine: str = "") -> VideoOutcome:
     v = r.video
     if r.error is not None or r.index is None:
         err = r.error or VideoDecodeError("error", f"{v.path}: no result")
@@ -371,6 +375,9 @@ def _outcome(r: VideoResult, backbone: int = 0) -> VideoOutcome:
         height=height,
         codec=ix.codec,
         decoder=r.decoder,
+        stream=ix.stream,
+        index=ix.source,
+        engine=engine,
     )
     return Extracted(record, values, pts, frame_index)
 
@@ -399,7 +406,11 @@ def extract_videos(
         needs,
     )
     outcomes = [
-        [_outcome(r, i) for r, need in zip(results, needs, strict=True) if i in need]
+        [
+            _outcome(r, i, backbones[i].engine)
+            for r, need in zip(results, needs, strict=True)
+            if i in need
+        ]
         for i in range(len(task.targets))
     ]
     return outcomes, stats
@@ -427,10 +438,24 @@ def write_part(
         return writer.commit(), tuple(failures)
 
 
+def check_identity(fsets: list[FeatureSet], backbones: list[Backbone]) -> None:
+    """Raise WorkerRefused, naming the differing fields, unless every backbone this process
+    holds is exactly the one its feature set's spec describes (the spec was made from another
+    worker's: this one may have loaded another file under the same weights name)."""
+    for fset, model in zip(fsets, backbones, strict=True):
+        differs = identity_differences(fset.spec, model.describe())
+        if differs:
+            raise WorkerRefused(
+                f"This worker's {model.name} is not the backbone of feature set {fset.name!r} "
+                f"({'; '.join(differs)}): it writes no row of it."
+            )
+
+
 def run_part(
     task: PartTask, on_progress: ProgressCallback | None = None
 ) -> tuple[PartSummary, ...]:
-    """A dask task: extract_videos → write_part (commit) per target → a summary per target."""
+    """A dask task: check_identity → extract_videos → write_part (commit) per target → a
+    summary per target."""
     import torch
 
     from vidfeat.store import open_store
@@ -441,6 +466,7 @@ def run_part(
     backbones = [get_backbone(t.backbone) for t in task.targets]
     store = open_store(task.store)
     fsets = [store.get_featureset(t.featureset) for t in task.targets]
+    check_identity(fsets, backbones)
     outcomes, stats = extract_videos(task, backbones, on_progress)
     summaries = []
     for i, (target, fset) in enumerate(zip(task.targets, fsets, strict=True)):

@@ -1,39 +1,56 @@
-"""The functions the extract client has its workers run. Free of torch at import: the client
-imports this module, never the engine, so that it starts in a fraction of a second; the
-functions import the engine on the worker."""
+"""The functions the extract client has its workers run, and the worker plugin that prepares
+every worker of a run. Free of torch at import: the client imports this module, never the
+engine, so that it starts in a fraction of a second; the functions import the engine on the
+worker."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from distributed import WorkerPlugin, get_worker
+
 from vidfeat.config import BackboneConfig
-from vidfeat.pipeline.tasks import PartSummary, PartTask
+from vidfeat.errors import WorkerRefused
+from vidfeat.pipeline.tasks import Admission, PartSummary, PartTask, Verdict, identity_differences
 
 
 def run_part(task: PartTask) -> tuple[PartSummary, ...]:
     """The Dask task of one part (vidfeat.pipeline.engine.run_part), telling the client of
-    each video as it finishes; a summary per feature set."""
+    each video as it finishes; a summary per feature set, with this worker's address."""
     from vidfeat.pipeline import engine
 
-    return engine.run_part(task, _progress_sender(task))
+    worker = _worker()
+    address = _address(worker) if worker is not None else ""
+    try:
+        summaries = engine.run_part(task, _progress_sender(task, worker))
+    except WorkerRefused as e:  # never sent here by the run (PrepareWorker): say who refused
+        raise WorkerRefused(f"worker {address or '(no Dask worker)'}: {e}") from None
+    return tuple(dataclasses.replace(s, worker=address) for s in summaries)
 
 
-def _progress_sender(task: PartTask) -> Callable[[int, int, int], None] | None:
+def _worker() -> Any:
+    try:
+        return get_worker()
+    except ValueError:  # not in a Dask worker
+        return None
+
+
+def _address(worker: Any) -> str:
+    """The worker's address as the scheduler knows it (--contact-address, else its own)."""
+    return str(worker.contact_address or worker.address)
+
+
+def _progress_sender(task: PartTask, worker: Any) -> Callable[[int, int, int], None] | None:
     """Running totals of this attempt at the part, as Dask worker events on the task's topic
     (the client subscribes to it). A retried part starts a new attempt: the client replaces
     the old attempt's totals instead of adding to them."""
-    if not task.progress_topic:
+    if not task.progress_topic or worker is None:  # nobody to tell
         return None
     import uuid
 
-    from distributed import get_worker
-
-    try:
-        worker = get_worker()
-    except ValueError:  # not in a Dask worker: nobody to tell
-        return None
     attempt = uuid.uuid4().hex[:12]
 
     def send(videos: int, failed: int, frames: int) -> None:
@@ -64,6 +81,63 @@ def prepare_worker(
     from vidfeat.pipeline import engine
 
     return engine.prepare_worker(backbones, torch_threads, part_format)
+
+
+class PrepareWorker(WorkerPlugin):
+    """prepare_worker on every worker of a run: Dask runs ``setup`` on the workers present
+    when the client registers the plugin and on each that joins later (a SLURM job scaled up,
+    a restarted worker), so a late joiner is prepared exactly as the first ones were.
+
+    Registered first without an ``admission`` (the backbones load; their descriptions make the
+    feature sets' specs), then again under the same name with one: from then on a worker is
+    admitted only if every backbone it holds describes exactly its feature set's spec. Only an
+    admitted worker gets the run's Dask resource, which every part task asks for, so the
+    scheduler never gives a part to a refused worker (another weights file under the same name,
+    another precision): its parts run on the others. (Failing the part there and counting on
+    Dask's retries would not do: a retry may land on the same idle worker again.) Each verdict
+    goes to the client as an event on the admission's topic; the report lists refused workers."""
+
+    def __init__(
+        self,
+        backbones: tuple[BackboneConfig, ...],
+        decode_threads: int,
+        torch_threads: int | None,
+        part_format: str,
+        own_worker: bool,
+        admission: Admission | None = None,
+    ) -> None:
+        self.args = (backbones, decode_threads, torch_threads, part_format, own_worker)
+        self.admission = admission
+        self.prepared: dict[str, Any] | None = None  # prepare_worker's answer on this worker
+
+    async def setup(self, worker: Any) -> None:
+        if self.admission is None:  # an error reaches the client (register_plugin raises it)
+            self.prepared = prepare_worker(*self.args)
+            return
+        admission = self.admission
+        try:
+            self.prepared = prepare_worker(*self.args)
+            several = len(admission.specs) > 1  # then each difference names its feature set
+            why = "; ".join(
+                f"{name}: {d}" if several else d
+                for name, spec, described in zip(
+                    admission.featuresets, admission.specs, self.prepared["backbones"], strict=True
+                )
+                for d in identity_differences(spec, described)
+            )
+        except Exception as e:  # a joiner that cannot load the backbone is refused, not fatal
+            why = f"could not load the backbone: {type(e).__name__}: {e}"
+        nthreads = worker.state.nthreads
+        if not why:
+            await worker.set_resources(**{admission.resource: nthreads})
+        verdict = Verdict(_address(worker), not why, nthreads, why)
+        worker.log_event(admission.topic, verdict.to_event())
+
+
+def prepared_by(plugin: str, dask_worker: Any) -> dict[str, Any] | None:
+    """What PrepareWorker ``plugin`` prepared on this worker (None: not yet, or it failed);
+    for Client.run."""
+    return getattr(dask_worker.plugins.get(plugin), "prepared", None)
 
 
 def _leave_ctrl_c_to_the_client() -> None:

@@ -22,10 +22,9 @@ from vidfeat.config import BackboneConfig, ExtractConfig
 from vidfeat.errors import ConfigError, ExtractError, StoreError, VidfeatError
 from vidfeat.options import EXTRACT_KEYS, build_extract_config, extract_options
 from vidfeat.pipeline.discovery import VideoInput, check_inputs, discover
-from vidfeat.pipeline.remote import prepare_worker, run_part
 from vidfeat.pipeline.resume import plan_videos
 from vidfeat.pipeline.sizing import CPU_DECODE_THREADS, Sizing, plan_sizing, visible_gpus
-from vidfeat.pipeline.tasks import PartSummary, PartTarget, PartTask
+from vidfeat.pipeline.tasks import Admission, PartSummary, PartTarget, PartTask, Verdict
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 from vidfeat.store.leases import writer_lease
 from vidfeat.store.store import creation_meta
@@ -58,6 +57,13 @@ class ExtractReport:
     videos_hw_decoded: int = 0
     decode_fallbacks: list[str] = field(default_factory=list)  # "video_id: why", --hwaccel
     weights_mib: float = 0.0  # the backbone's weights in each worker's memory
+    # The engine the first worker runs the backbone on, and how it was chosen: "openvino
+    # float32, 2 threads, from its cache in 0.1 s", or "torch: <why not openvino>" (auto)
+    engine: str = ""
+    # "address: why" of each worker that joined but holds another backbone than the spec's
+    # (another weights file under the same name, …): it was given no part (docs/cluster.md).
+    refused_workers: list[str] = field(default_factory=list)
+    parts_by_worker: dict[str, int] = field(default_factory=dict)  # parts each worker ran
     # With several --backbone: the reports of the other feature sets (one decode for all).
     also: list[ExtractReport] = field(default_factory=list)
 
@@ -73,16 +79,18 @@ class ExtractReport:
         self.peak_decoder_rss_mib = max(self.peak_decoder_rss_mib, part.decoder_rss_mib)
         self.videos_hw_decoded += part.hw_decoded
         self.decode_fallbacks += part.decode_fallbacks
+        if part.worker:
+            self.parts_by_worker[part.worker] = self.parts_by_worker.get(part.worker, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None) -> dict[str, Any]:
-    """Load the backbones and start the decoders on every worker now, in parallel, and return
-    what the backbones are (engine.prepare_worker). The workers' own descriptions make the
-    feature sets' identities: the weights they really have, the precision their device really
-    runs."""
+def _prepare_workers(client: Any, cfg: ExtractConfig, admissions: _Admissions) -> dict[str, Any]:
+    """Load the backbones and start the decoders on every worker now, in parallel, and on
+    every worker that joins later (the run's worker plugin), and return what the backbones
+    are (engine.prepare_worker). The workers' own descriptions make the feature sets'
+    identities: the weights they really have, the precision their device really runs."""
     try:
         client.wait_for_workers(1, timeout=cfg.worker_wait_s)
     except TimeoutError:
@@ -91,14 +99,7 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             "Start workers (dask worker ADDRESS) or check the address."
         ) from None
     try:
-        prepared: dict[str, dict[str, Any]] = client.run(
-            prepare_worker,
-            cfg.backbones,
-            cfg.decode_threads or CPU_DECODE_THREADS,
-            torch_threads,
-            cfg.format,
-            cfg.scheduler is None,
-        )
+        prepared: dict[str, dict[str, Any]] = admissions.prepare()
     except VidfeatError:
         raise  # the worker's own message (missing weights, unknown backbone) says what to do
     except Exception as e:
@@ -106,6 +107,8 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
         raise ExtractError(
             f"A worker could not load the backbone {names}: {type(e).__name__}: {e}"
         ) from None
+    if not prepared:  # each worker present joined as the plugin came: none had run it
+        raise ExtractError("No Dask worker had loaded the backbone yet: run the extract again.")
     described = {w: p["backbones"] for w, p in prepared.items()}
     distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
     if len(distinct) > 1:
@@ -116,6 +119,109 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, torch_threads: int | None)
             "Give every worker the same weights and device, or pin --precision."
         )
     return next(iter(prepared.values()))
+
+
+class _Admissions:
+    """The run's worker plugin (remote.PrepareWorker) and its verdicts: which workers may run
+    parts (admitted: their threads) and which were refused (why). Every part asks for one unit
+    of the run's resource, which only admitted workers have."""
+
+    def __init__(self, client: Any, cfg: ExtractConfig, torch_threads: int | None) -> None:
+        token = f"{os.getpid()}-{time.time_ns()}"
+        self.client = client
+        self.name = f"vidfeat-prepare-{token}"  # the plugin's: one per run on a shared cluster
+        self.resource = f"vidfeat-{token}"
+        self.topic = f"vidfeat-admission-{token}"
+        self.args = (
+            cfg.backbones,
+            cfg.decode_threads or CPU_DECODE_THREADS,
+            torch_threads,
+            cfg.format,
+            cfg.scheduler is None,
+        )
+        self.admitted: dict[str, int] = {}
+        self.refused: dict[str, str] = {}
+        self.live: dict[str, int] = {}  # the admitted workers present at the last look
+        self.closed = False
+        self._idle: set[str] = set()  # parts no worker was running at the last look
+        self._none_since: float | None = None  # since when no admitted worker is present
+
+    def prepare(self) -> dict[str, dict[str, Any]]:
+        """Register the plugin (it prepares the workers present, and any that join); what each
+        worker present prepared."""
+        from vidfeat.pipeline.remote import PrepareWorker, prepared_by
+
+        self.client.register_plugin(PrepareWorker(*self.args), name=self.name)
+        prepared = self.client.run(prepared_by, self.name)
+        return {w: p for w, p in prepared.items() if p is not None}  # None: joined just now
+
+    def admit(self, fsets: list[FeatureSet]) -> None:
+        """Register the plugin again, now with the feature sets' specs: from here on a worker
+        runs parts only if its backbones are exactly theirs (the workers present, then every
+        one that joins, each when it has loaded them)."""
+        from vidfeat.pipeline.remote import PrepareWorker
+
+        specs = tuple(f.spec for f in fsets)
+        admission = Admission(self.resource, self.topic, specs, tuple(f.name for f in fsets))
+        self.client.register_plugin(PrepareWorker(*self.args, admission), name=self.name)
+        self.poll()
+        present = self.client.nthreads()
+        self.live = {w: n for w, n in self.admitted.items() if w in present}
+
+    def window(self, max_in_flight: int | None) -> int:
+        """Parts in flight: each admitted worker's threads and one more waiting on it."""
+        return max_in_flight or max(2, sum(self.live.values()) + len(self.live))
+
+    def check(self, in_flight: dict[str, Any], wait_s: float) -> list[str]:
+        """About once a second while parts run: read the verdicts and which admitted workers
+        are present; return the keys of parts to submit anew. Those are the parts that no
+        worker ran at this look nor the last although an admitted worker is present: a part
+        that found no admitted worker (they all left) waits for one in the scheduler, which
+        does not look at it again when a worker that joins later gains the run's resource.
+        Raises ExtractError when no admitted worker has been present for ``wait_s``."""
+        self.poll()
+        present = self.client.nthreads()
+        self.live = {w: n for w, n in self.admitted.items() if w in present}
+        now = time.monotonic()
+        if not self.live:
+            self._none_since = self._none_since or now
+            if now - self._none_since > wait_s:
+                refused = "".join(f"\n  refused {line}" for line in self.refused_lines())
+                raise ExtractError(
+                    f"For {wait_s:g} s no worker present has held the feature set's backbone, "
+                    f"so no part could run.{refused}\nStart workers with the same weights "
+                    "and device; committed parts are intact, a rerun resumes."
+                )
+            return []
+        self._none_since = None
+        running = {k for keys in self.client.processing().values() for k in keys}
+        idle = {k for k, f in in_flight.items() if f.status == "pending" and k not in running}
+        stuck, self._idle = idle & self._idle, idle
+        return sorted(stuck)
+
+    def poll(self) -> None:
+        """Read the verdicts so far (the scheduler keeps the topic's events; the last verdict
+        of an address counts)."""
+        for _, msg in self.client.get_events(self.topic):
+            v = Verdict.from_event(msg)
+            if v.admitted:
+                self.admitted[v.worker] = v.nthreads
+                self.refused.pop(v.worker, None)
+            else:
+                self.refused[v.worker] = v.why
+                self.admitted.pop(v.worker, None)
+
+    def refused_lines(self) -> list[str]:
+        self.poll()
+        return [f"{w}: {why}" for w, why in sorted(self.refused.items())]
+
+    def close(self) -> None:
+        """Workers that join after the run prepare nothing for it."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):  # the scheduler may be gone: nothing to undo
+            self.client.unregister_worker_plugin(self.name)
 
 
 def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
@@ -206,6 +312,7 @@ class _Cluster:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidfeat-cluster")
         self._started = self._pool.submit(self._start)
         self._closed: Future[None] | None = None
+        self.admissions: _Admissions | None = None  # the run's worker plugin, once registered
 
     def client(self) -> Any:
         """The connected client (waits for the start)."""
@@ -240,6 +347,8 @@ class _Cluster:
         return Client(self._cluster)
 
     def _close(self) -> None:
+        if self.admissions is not None:  # a run that ended early: before the client goes
+            self.admissions.close()
         if self._started.exception() is None:  # else the start's error is raised by client()
             self._started.result().close()
         if self._cluster is not None:  # also when the client failed to connect to it
@@ -256,7 +365,7 @@ def _local_cluster(workers: int, gpus: tuple[str, ...] = ()) -> Any:
 
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 and OMP/MKL/OpenBLAS
     # threads = 1. vidfeat sizes torch's threads itself (prepare_worker), and that malloc
-    # setting halved CPU inference here (vidfeat/runtime.py), so workers start without them.
+    # setting slows CPU inference (vidfeat/runtime.py), so workers start without them.
     environ: dict[str, str | None] = {
         f"distributed.nanny.pre-spawn-environ.{k}": None for k in _NANNY_ENV_UNSET
     }
@@ -267,8 +376,9 @@ def _local_cluster(workers: int, gpus: tuple[str, ...] = ()) -> Any:
         cluster = LocalCluster(
             n_workers=0 if gpus else workers,
             # One part at a time per process; its decoders run alongside the model. Two
-            # parts at once (overlapping one's decoding with the other's inference) measured
-            # 0.92x as fast on 2 cores: more decoders competing with torch's threads.
+            # parts at once (overlapping one's decoding with the other's inference) was slower:
+            # more decoders competing with torch's threads (docs/performance.md, "What did
+            # not help").
             threads_per_worker=PARTS_PER_WORKER,
             processes=True,
             dashboard_address=":0",
@@ -335,24 +445,28 @@ def extract(
         status = Console(stderr=True).status("starting workers: backbones, decoders")
         with status if show else contextlib.nullcontext():
             client = cluster.client()
-            prepared = _prepare_workers(client, cfg, torch_threads)
+            admissions = cluster.admissions = _Admissions(client, cfg, torch_threads)
+            prepared = _prepare_workers(client, cfg, admissions)
         specs = [_spec(cfg, d) for d in prepared["backbones"]]
         if show:
-            _print_preprocessing(specs, prepared["weights_mib"])
+            _print_preprocessing(specs, prepared["weights_mib"], prepared["engines"])
         store = open_store(cfg.store, mode="a")  # after the workers: a refused run creates none
         targets = []
-        for backbone, spec, mib in zip(cfg.backbones, specs, prepared["weights_mib"], strict=True):
+        described = zip(specs, prepared["weights_mib"], prepared["engines"], strict=True)
+        for backbone, (spec, mib, engine) in zip(cfg.backbones, described, strict=True):
             name = cfg.name or spec.default_name()
             extra = {"backbone_config": asdict(backbone)}  # predict rebuilds the backbone
+            extra["engine"] = engine  # provenance: each video's record names its engine
             extra |= creation_meta(cfg.description, cfg.tags)
             fset = store.create_featureset(name, spec, extra=extra)
             plan = plan_videos(videos, fset.catalog(), cfg.retry_failed, cfg.update)
             report = ExtractReport(name, store.url, len(videos), plan.skipped, hwaccel=cfg.hwaccel)
             report.videos_same_content = plan.same_content
             report.failures += plan.conflicts
-            report.weights_mib = mib
+            report.weights_mib, report.engine = mib, engine
             pending = {v.video_id for v in plan.pending}
             targets.append(_Target(backbone, fset, plan, report, pending))
+        admissions.admit([t.fset for t in targets])
         ready = time.perf_counter() - start
         n_workers = len(client.scheduler_info().get("workers", {})) or sizing.workers
         parts = plan_parts(_pending_union(targets), n_workers, cfg.videos_per_part)
@@ -364,7 +478,12 @@ def extract(
                 for t in targets:
                     store.fs.check_writable(t.fset.prefix)  # one line now, not a failed part
                     leases.enter_context(writer_lease(store.fs, t.fset.prefix))  # `rm` waits
-                _run(client, cfg, targets, parts, show, torch_threads, store.version >= 2)
+                _run(
+                    client, cfg, targets, parts, show, torch_threads, store.version >= 2, admissions
+                )
+        for t in targets:
+            t.report.refused_workers = admissions.refused_lines()
+        admissions.close()  # workers that join from now on prepare nothing for this run
         cluster.close()  # the workers go while the snapshots are written
         for t in targets:
             _snapshot(store.version, t.fset, t.report)
@@ -384,11 +503,13 @@ def extract(
     return first
 
 
-def _print_preprocessing(specs: list[FeatureSetSpec], weights_mib: list[float]) -> None:
+def _print_preprocessing(
+    specs: list[FeatureSetSpec], weights_mib: list[float], engines: list[str]
+) -> None:
     from rich.console import Console
 
     console = Console(stderr=True)
-    for spec, mib in zip(specs, weights_mib, strict=True):
+    for spec, mib, engine in zip(specs, weights_mib, engines, strict=True):
         who = f"{spec.backbone}: " if len(specs) > 1 else ""
         weights = f", weights {mib:.3g} MiB per worker" if len(specs) > 1 else ""
         console.print(
@@ -398,6 +519,7 @@ def _print_preprocessing(specs: list[FeatureSetSpec], weights_mib: list[float]) 
             + weights,
             highlight=False,
         )
+        console.print(f"{who}engine: {engine}", highlight=False)
 
 
 def _sizing(cfg: ExtractConfig, cores: int) -> Sizing:
@@ -537,11 +659,15 @@ def _run(
     show: bool,
     torch_threads: int | None,
     snapshots: bool,
+    admissions: _Admissions,
 ) -> None:
-    """Run the part tasks, at most ``window`` in flight, counting each summary in as it
-    comes; Ctrl-C cancels what is in flight (committed parts stay)."""
+    """Run the part tasks on the admitted workers, at most ``window`` in flight (it grows as
+    workers are admitted), counting each summary in as it comes; Ctrl-C cancels what is in
+    flight (committed parts stay)."""
     from dask.distributed import as_completed
     from rich.console import Console
+
+    from vidfeat.pipeline.remote import run_part
 
     topic = f"vidfeat-progress-{os.getpid()}-{time.time_ns()}"
     url = targets[0].fset.fs.url
@@ -552,12 +678,10 @@ def _run(
     by_name = {t.fset.name: t for t in targets}
     for t in targets:
         t.report.dashboard = dashboard
-    workers = client.scheduler_info().get("workers", {})
-    slots = sum(w.get("nthreads", 1) for w in workers.values())
-    window = cfg.max_in_flight or max(2, slots + len(workers))
     bar = _progress_bar(console, show)
     frames = parts_done = videos_committed = 0
     task_of: dict[str, PartTask] = {}  # by task key
+    in_flight: dict[str, Any] = {}  # task key → future, of the parts not yet counted in
     live = _LiveProgress()
     if show:
         client.subscribe_topic(topic, live.on_event)
@@ -579,7 +703,24 @@ def _run(
         def submit(task: PartTask) -> None:
             key = f"part-{task.part_id}-{time.time_ns()}"
             task_of[key] = task
-            futures.add(client.submit(run_part, task, key=key, retries=2, pure=False))
+            # Only admitted workers hold the resource: a refused one is never given a part.
+            resources = {admissions.resource: 1}
+            future = client.submit(
+                run_part, task, key=key, retries=2, pure=False, resources=resources
+            )
+            in_flight[key] = future
+            futures.add(future)
+
+        def top_up() -> None:
+            while len(in_flight) < admissions.window(cfg.max_in_flight):
+                nxt = next(queue_, None)
+                if nxt is None:
+                    return
+                submit(nxt)
+
+        def resubmit(key: str) -> None:  # its cancelled future comes out of `futures`: skipped
+            client.cancel([in_flight.pop(key)])
+            submit(task_of.pop(key))
 
         def failures() -> int:
             return len({f.video_id for t in targets for f in t.report.failures})
@@ -597,6 +738,7 @@ def _run(
         def record(key: str, summaries: tuple[PartSummary, ...]) -> None:
             nonlocal frames, parts_done, videos_committed
             task = task_of.pop(key)
+            del in_flight[key]
             videos_committed += len(task.videos)
             elapsed = max(time.perf_counter() - t0, 1e-9)
             for summary in summaries:
@@ -613,16 +755,14 @@ def _run(
                     )
             live.finish(task.part_id)
             show_progress()
-            nxt = next(queue_, None)
-            if nxt is not None:
-                submit(nxt)
+            top_up()
             parts_done += 1
             if snapshots and parts_done % SNAPSHOT_EVERY == 0:
                 for t in targets:
                     _snapshot(2, t.fset, t.report)
 
-        for task in [next(queue_) for _ in range(min(window, len(tasks)))]:
-            submit(task)
+        top_up()
+        next_check = time.monotonic() + 1.0
         try:
             with _sigint_flag() as interrupted:
                 while not futures.is_empty():
@@ -634,7 +774,13 @@ def _run(
                         if show:
                             show_progress()
                     for future in done:
-                        record(future.key, future.result())
+                        if future.key in in_flight:  # else resubmitted: the new one counts
+                            record(future.key, future.result())
+                    if time.monotonic() >= next_check:  # workers joined, refused, or left
+                        next_check = time.monotonic() + 1.0
+                        for key in admissions.check(in_flight, cfg.worker_wait_s):
+                            resubmit(key)
+                        top_up()
         except KeyboardInterrupt:
             client.cancel(list(futures.futures))
             raise

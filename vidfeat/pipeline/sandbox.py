@@ -192,7 +192,8 @@ class DecoderPool:
             self._free.append(decoder)
 
     def warm(self, n: int) -> None:
-        """Have ``n`` decoders with running children ready (they take ~0.3 s to start)."""
+        """Have ``n`` decoders with running children ready (a child takes a while to start;
+        docs/performance.md, "Extraction")."""
         with self._lock:
             while len(self._free) < n:
                 self._free.append(DecoderProcess())
@@ -281,7 +282,7 @@ def _serve() -> None:
             time.sleep(3600)
         try:
             with _local_file(path) as local:
-                index = probe(local)
+                index = probe(local, sampling.stream)
                 selected = select_frames(index.seconds, index.end_s, sampling)
                 if parts > 1:  # an ordinal index cannot seek: segment 0 decodes it all
                     segments = (

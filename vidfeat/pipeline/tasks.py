@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from vidfeat.config import BackboneConfig, SamplingConfig
 from vidfeat.pipeline.discovery import VideoInput
-from vidfeat.store import FailureRecord
+from vidfeat.store import FailureRecord, FeatureSetSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +58,45 @@ class PartSummary:
     decoder_rss_mib: float  # and of its largest decoder child
     hw_decoded: int = 0  # videos decoded on the GPU's video engines (--hwaccel)
     decode_fallbacks: tuple[str, ...] = ()  # "video_id: why" for each video decoded in software
+    worker: str = ""  # the Dask worker that ran the part (its address)
+
+
+def identity_differences(spec: FeatureSetSpec, described: Mapping[str, Any]) -> list[str]:
+    """How a backbone's ``describe()`` differs from the feature set's spec, one
+    "field: spec X, this worker Y" per differing field (none: the backbone is the one the spec
+    describes). Every field it describes is a spec field (runner._spec builds the spec so)."""
+    out = []
+    for key, value in described.items():
+        stored = getattr(spec, key, None)
+        if json.dumps(stored) != json.dumps(value):  # tuples read back from JSON as lists
+            out.append(f"{key}: spec {stored!r}, this worker {value!r}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a worker must hold to run this run's parts: exactly the backbones its feature sets'
+    specs describe. A worker that does gets ``resource`` (the run's parts ask for one unit of
+    it, so only such workers are given parts); either way it tells the client on ``topic``."""
+
+    resource: str
+    topic: str
+    specs: tuple[FeatureSetSpec, ...]  # one per backbone of the run, in order
+    featuresets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A worker's answer to the run's Admission (sent as a Dask event: a plain dict)."""
+
+    worker: str
+    admitted: bool
+    nthreads: int
+    why: str = ""  # refused: the differing fields, or why the backbone did not load
+
+    def to_event(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_event(cls, msg: Mapping[str, Any]) -> Verdict:
+        return cls(**msg)

@@ -29,6 +29,7 @@ from vidfeat.store.catalog import (
 from vidfeat.store.formats import get_format
 from vidfeat.store.fs import StagedCreate, StoreFS
 from vidfeat.store.parts import ChunkMap, PartReader
+from vidfeat.store.random_access import RowReader
 from vidfeat.store.records import CommitRecord
 from vidfeat.store.snapshot import (
     Manifest,
@@ -188,7 +189,10 @@ class FeatureSet:
     def __repr__(self) -> str:
         return f"FeatureSet({self.name!r}, backbone={self.spec.backbone!r}, store={self.fs.url!r})"
 
-    PROVENANCE = ("created_at", "created_by", "vidfeat_version", "command", "description", "tags")
+    PROVENANCE = (
+        *("created_at", "created_by", "vidfeat_version", "command", "description", "tags"),
+        "engine",  # the engine of the run that created the set (each video's record has its own)
+    )
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -370,14 +374,14 @@ class FeatureSet:
         """The trainer's bulk path: every chosen video's rows in one contiguous array, read
         part by part straight into the output buffer. ``threads`` (default: 1 when every part
         has a recorded layout, else 8) reads parts in parallel: that pays where opening a part
-        through its library dominates, while threads doing plain preadv into fresh memory ran
-        up to 2x slower here (their page faults contend)."""
+        through its library dominates, while threads doing plain preadv into fresh memory are
+        slower than one (their page faults contend; docs/performance.md, "Catalog")."""
         chosen = self._stored(video_ids)
         start, stop = to_numpy(chosen["row_start"]), to_numpy(chosen["row_stop"])
         offsets = np.zeros(len(start) + 1, np.int64)
         np.cumsum(stop - start, out=offsets[1:])
-        # np.zeros, not np.empty: reads into fresh np.empty pages ran 6x slower here (the
-        # kernel faults them in 4 KiB at a time inside preadv; calloc'd memory does not).
+        # np.zeros, not np.empty: preadv into fresh np.empty pages has the kernel fault them
+        # in 4 KiB at a time; calloc'd memory fills faster (docs/performance.md, "Catalog").
         values = np.zeros((int(offsets[-1]), self.spec.feature_dim), self.spec.dtype)
         pts = np.zeros(int(offsets[-1]), np.float64)
 
@@ -424,6 +428,35 @@ class FeatureSet:
             to_list(chosen["split"]),
             pts,
         )
+
+    def row_reader(self, video_ids: Sequence[str] | None = None) -> RowReader:
+        """Random access to the chosen videos' rows (default: all, by id) without loading
+        them: ``take(rows)`` reads rows numbered as ``load`` numbers them, straight from the
+        parts. The trainer's out-of-core path; only the catalog is read here."""
+        chosen = self._stored(video_ids)
+        start, stop = to_numpy(chosen["row_start"]), to_numpy(chosen["row_stop"])
+        offsets = np.zeros(len(start) + 1, np.int64)
+        np.cumsum(stop - start, out=offsets[1:])
+        parts = pc.dictionary_encode(chosen["part_path"]).combine_chunks()
+        layouts = self.catalog().part_layouts()
+        return RowReader(
+            offsets,
+            to_list(chosen["video_id"]),
+            to_list(chosen["label"]),
+            to_list(chosen["split"]),
+            self.spec.feature_dim,
+            np.dtype(self.spec.dtype),
+            [str(p) for p in parts.dictionary.to_pylist()],
+            to_numpy(parts.indices).astype(np.int64),
+            start.astype(np.int64),
+            lambda path: self._values_map(path, layouts.get(path)),
+            self._readers.get,
+            f"feature set {self.name!r} of {self.fs.url}",
+        )
+
+    def _values_map(self, part_path: str, layout: dict[str, Any] | None) -> ChunkMap | None:
+        direct = self._direct_maps(part_path, layout, with_pts=False)
+        return direct[0] if direct is not None else None
 
     def _direct_maps(
         self, part_path: str, layout: dict[str, Any] | None, with_pts: bool

@@ -87,6 +87,14 @@ class VideoRecord:
     # Where the frames were decoded: software, cuda, or "software (cuda fallback: why)".
     # In the commit records only ("" in records older than it).
     decoder: str = ""
+    # The container's index of the video stream the rows are from (-1 in older records), and
+    # how its frame list was made: "demux", or "decoded (why)" when the packets could not be
+    # trusted. In the commit records only.
+    stream: int = -1
+    index: str = ""
+    # The engine that computed the rows: torch or openvino ("" in older records). Identity
+    # only where engines' values differ, and then in the feature set's spec.
+    engine: str = ""
 
     @property
     def fingerprint(self) -> tuple[int, int]:

@@ -46,6 +46,9 @@ class FeatureSetSpec:
     # Where frames were resized and cropped: host (swscale in the decoder) or device (the
     # backbone's device, from frames sent at a bounded size).
     resize_on: str = "host"
+    # The engine whose numerics the values are, where engines differ (OpenVINO bf16); ""
+    # where every engine gives the same values at the store's precision (float32).
+    engine: str = ""
     # Not identity: how parts are compressed does not change values.
     compression: str | None = field(default=None, compare=False)
     # "video": computed by vidfeat from videos (every field above means what it says);
@@ -91,6 +94,8 @@ class FeatureSetSpec:
             d.pop("kind"), d.pop("source")
         if self.resize_on == "host":
             d.pop("resize_on")
+        if not self.engine:
+            d.pop("engine")
         d["mean"] = [float(x) for x in self.mean]
         d["std"] = [float(x) for x in self.std]
         return d
@@ -129,6 +134,7 @@ class FeatureSetSpec:
                 part_format=str(d["part_format"]),
                 decode_version=int(d.get("decode_version", 1)),
                 resize_on=str(d.get("resize_on", "host")),
+                engine=str(d.get("engine", "")),
                 compression=d.get("compression"),
                 kind=str(d.get("kind", "video")),
                 source=str(d.get("source", "")),
