@@ -185,6 +185,8 @@ def _print_provenance(p: dict[str, Any]) -> None:
     for key in ("command", "description", "tags"):
         if p.get(key):
             typer.echo(f"{key}: {_readable(p[key])}")
+    if p.get("engine"):
+        typer.echo(f"engine (the run that created it): {p['engine']}")
 
 
 @command()
@@ -431,6 +433,12 @@ def extract(
     stride: int | None = typer.Option(None, help="Every K-th frame instead."),
     all_frames: bool | None = typer.Option(None, "--all", help="Every frame."),
     max_frames: int | None = typer.Option(None, help="Cap rows per video (evenly thinned)."),
+    stream: int | None = typer.Option(
+        None,
+        metavar="N",
+        help="Decode the container's stream N (as ffprobe numbers them) instead of the main "
+        "video stream FFmpeg picks; recorded in the feature set's identity.",
+    ),
     backbone: list[str] | None = typer.Option(
         None,
         help="Backbone (see `vidfeat models`); default efficientnet_lite0. Repeat for one "
@@ -470,6 +478,12 @@ def extract(
         help="host (default: the decoder resizes and crops) or device: frames travel at a "
         "bounded size and the backbone's device resizes and crops them (a different feature "
         "set: its values differ slightly).",
+    ),
+    engine: str | None = typer.Option(
+        None,
+        help="auto (default: OpenVINO on the CPU where it is installed, converts the backbone "
+        "and matches eager torch at load time; else torch, with the reason printed), torch or "
+        "openvino.",
     ),
     workers: str | None = typer.Option(
         None,
@@ -547,6 +561,8 @@ def extract(
             typer.echo(f"  note: {r.snapshot_note}", err=True)
     if rep.hwaccel != "none":
         _echo_hwaccel(rep)
+    for line in rep.refused_workers:  # joined with another backbone: given no part
+        typer.echo(f"  refused worker {line}", err=True)
     failures = list({f.video_id: f for r in reports for f in r.failures}.values())
     for f in failures[:20]:
         typer.echo(f"  failed {f.video_id}: {f.kind}: {f.message}", err=True)
@@ -617,6 +633,16 @@ def train_cmd(
     dropout: float | None = typer.Option(None, help="Dropout (default 0.3)."),
     layer_norm: bool | None = typer.Option(None, "--layer-norm", help="LayerNorm on the inputs."),
     seq_len: int | None = typer.Option(None, help="Rows per clip T (default 16)."),
+    sampling: str | None = typer.Option(
+        None,
+        help="Training rows of a clip: segment (default: a random row in each of T equal "
+        "segments, the span evaluation sees) or crop (a random run of T neighbouring rows).",
+    ),
+    rows_from: str | None = typer.Option(
+        None,
+        help="Where training reads rows: auto (default: memory when the set fits), memory "
+        "(loaded once) or disk (read on demand from the parts, for sets larger than memory).",
+    ),
     epochs: int | None = typer.Option(None, help="Max epochs (default 30)."),
     batch_size: int | None = typer.Option(None, help="Clips per batch (default 32)."),
     lr: float | None = typer.Option(None, help="AdamW learning rate (default 1e-3)."),

@@ -23,6 +23,9 @@ Precision = Literal["auto", "float32", "bfloat16", "float16"]
 LabelSource = Literal["auto", "manifest", "parent", "none"]
 HwAccel = Literal["none", "cuda"]  # where videos are decoded (cuda: the GPU's video engines)
 ResizeOn = Literal["host", "device"]  # where frames are resized and cropped
+# What computes the backbone: eager torch, OpenVINO (CPU), or OpenVINO where it converts and
+# matches eager torch, else torch (vidfeat/models/backbone.py)
+Engine = Literal["auto", "torch", "openvino"]
 SAMPLING_MODES = ("frames", "fps", "stride", "all")
 PART_FORMATS: tuple[str, ...] = get_args(PartFormat)
 FEATURE_DTYPES: tuple[str, ...] = get_args(FeatureDtype)
@@ -31,10 +34,17 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 HWACCELS: tuple[str, ...] = get_args(HwAccel)
 RESIZE_ON: tuple[str, ...] = get_args(ResizeOn)
+ENGINES: tuple[str, ...] = get_args(Engine)
 # Resize filters the decoder can apply exactly as the weights' reference transforms do.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 HEADS = ("meanpool", "lstm", "bilstm", "attention", "gru", "transformer", "seed")
 SCHEDULES = ("cosine", "constant")  # the learning rate after warmup
+# Training's rows of a clip: one random row in each of T equal segments (the span evaluation
+# sees), or a random contiguous crop of T rows.
+TEMPORAL_SAMPLING = ("segment", "crop")
+# Where training reads rows: loaded once into memory, read on demand from the parts, or
+# whichever fits (memory when the set fits in the available memory).
+TRAIN_DATA = ("auto", "memory", "disk")
 
 
 def check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
@@ -62,6 +72,9 @@ class SamplingConfig:
     fps: float = 1.0
     stride: int = 1
     max_frames: int | None = None
+    # The container's index of the video stream to decode (--stream N); None: the one FFmpeg
+    # picks (vidfeat/pipeline/decode.py). In the identity only when given.
+    stream: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("sampling mode", self.mode, SAMPLING_MODES)
@@ -69,10 +82,16 @@ class SamplingConfig:
         _check_positive("--fps", self.fps)
         _check_positive("--stride", self.stride)
         _check_positive("--max-frames", self.max_frames, allow_none=True)
+        if self.stream is not None and (isinstance(self.stream, bool) or self.stream < 0):
+            raise ConfigError(
+                f"Invalid --stream ({self.stream!r}): must be a stream index, 0 or more."
+            )
 
     def identity(self) -> dict[str, Any]:
         """Only the fields that change which frames are chosen."""
         spec: dict[str, Any] = {"mode": self.mode, "max_frames": self.max_frames}
+        if self.stream is not None:
+            spec["stream"] = self.stream
         if self.mode == "frames":
             spec["frames"] = self.frames
         elif self.mode == "fps":
@@ -99,9 +118,11 @@ class BackboneConfig:
     # host: the decoder resizes and crops (swscale); device: it sends frames at a bounded size
     # and the backbone's device resizes and crops them (part of the feature set's identity).
     resize_on: str = "host"
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("device", self.device, DEVICES)
+        check_choice("--engine", self.engine, ENGINES)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("--resize-on", self.resize_on, RESIZE_ON)
         _check_positive("--batch-size", self.batch_size, allow_none=True)
@@ -128,7 +149,7 @@ class ExtractConfig:
     timeout_s: float = 600.0
     max_in_flight: int | None = None
     progress: bool = True
-    worker_wait_s: float = 120.0  # how long --scheduler may wait for its first worker
+    worker_wait_s: float = 120.0  # how long a run may wait for a worker (its first; any admitted)
     connect_timeout_s: float = 30.0  # how long to try reaching the --scheduler
     description: str = ""  # recorded when the run creates the feature set
     tags: tuple[str, ...] = ()
@@ -177,6 +198,8 @@ class TrainConfig:
     layer_norm: bool = False
     attention_heads: int = 4
     seq_len: int = 16
+    sampling: str = "segment"  # TEMPORAL_SAMPLING: the rows of a clip in training
+    rows_from: str = "auto"  # TRAIN_DATA: memory, disk (read rows from the parts), auto
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -203,6 +226,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("--head", self.head, HEADS)
         check_choice("--schedule", self.schedule, SCHEDULES)
+        check_choice("--sampling", self.sampling, TEMPORAL_SAMPLING)
+        check_choice("--rows-from", self.rows_from, TRAIN_DATA)
         check_choice("device", self.device, DEVICES)
         for what, value in (
             ("--hidden", self.hidden),
