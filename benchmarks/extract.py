@@ -75,6 +75,7 @@ BACKBONE = "efficientnet_lite0"
 # --engine (auto: vidfeat's default), for every model run here; the environment carries it
 # into the fresh --measure processes
 ENGINE = os.environ.get("VIDFEAT_BENCH_ENGINE", "auto")
+VIDFEAT_ARGS: list[str] = []  # --vidfeat-args: more options for vidfeat's side of --peer
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -494,6 +495,7 @@ def _vidfeat_run(
     command += ["--backbone", BACKBONE, "--device", "cpu", "--workers", "1", "-q"]
     command += ["--label-from", "none", "--report", str(report), *args]
     command += ["--engine", ENGINE] if ENGINE != "auto" else []
+    command += [] if source else VIDFEAT_ARGS  # an older tree may lack the options
     wall = _wall(command, source)
     return wall, json.loads(report.read_text())
 
@@ -548,7 +550,10 @@ def peer_comparison(cache: Path, rounds: int, work: Path, before: Path | None) -
             walls[key].append((ours, _peer_run(paths, args)))
             if before:
                 old_walls[key].append(_vidfeat_run(paths, args, work, before)[0])
-    print(f"backbone {BACKBONE}, CPU float32, --workers 1, {rounds} interleaved rounds (medians)")
+    print(
+        f"backbone {BACKBONE}, CPU, the peer float32, vidfeat --engine {ENGINE} "
+        f"{' '.join(VIDFEAT_ARGS) or 'float32'}, --workers 1, {rounds} interleaved rounds (medians)"
+    )
     print(
         f"before: {before} measured in the same rounds"
         if before
@@ -605,7 +610,13 @@ def main() -> None:
     )
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one fresh measurement
     ap.add_argument("--engine", default=ENGINE, help="auto (default), torch or openvino")
+    ap.add_argument(
+        "--vidfeat-args",
+        default="",
+        help='with --peer: more extract options, e.g. "--precision bfloat16"',
+    )
     args = ap.parse_args()
+    VIDFEAT_ARGS[:] = args.vidfeat_args.split()
     ENGINE = os.environ["VIDFEAT_BENCH_ENGINE"] = args.engine
     if args.measure:
         _measure(args.measure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,6 +60,20 @@ CODECS = {
 }
 
 MakeVideo = Callable[..., Path]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_vidfeat_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """$VIDFEAT_CACHE (OpenVINO's converted models, batch sizes, catalog copies) in a folder of
+    this session, for every process the tests start: never the user's ~/.cache, whose entries
+    would outlive the code that made them."""
+    saved = os.environ.get("VIDFEAT_CACHE")
+    os.environ["VIDFEAT_CACHE"] = str(tmp_path_factory.mktemp("vidfeat-cache-session"))
+    yield
+    if saved is None:
+        os.environ.pop("VIDFEAT_CACHE", None)
+    else:
+        os.environ["VIDFEAT_CACHE"] = saved
 
 
 @pytest.fixture

@@ -213,6 +213,25 @@ def test_the_main_stream_is_the_one_ffmpeg_picks_and_stream_n_overrides(
         assert "0 (h264 32x24), 1 (h264 96x64)" in err.value.message
 
 
+def test_cover_art_alone_is_no_video_unless_asked_for(tmp_path: Path) -> None:
+    from vidfeat.errors import VideoDecodeError
+
+    song = tmp_path / "song.m4a"
+    real_world.ffmpeg(
+        *("-f", "lavfi", "-i", "sine=duration=1", "-f", "lavfi", "-i", "color=c=red:s=64x64"),
+        *("-frames:v", "1", "-map", "0", "-map", "1", "-c:a", "aac", "-c:v", "mjpeg"),
+        *("-disposition:v:0", "attached_pic", str(song)),
+    )
+    with av.open(str(song)) as c:
+        (cover,) = c.streams.video
+        assert cover.disposition & av.stream.Disposition.attached_pic
+        index = cover.index
+    with pytest.raises(VideoDecodeError, match="only an attached picture") as err:
+        probe(str(song))
+    assert err.value.kind == "no_video_stream"
+    assert len(probe(str(song), index).pts) == 1
+
+
 def test_the_index_is_decoded_only_where_packets_mislead(files: dict[str, Path]) -> None:
     """A decode pass checks the packet list on the shapes that need it, never on ordinary
     MP4/MOV/MKV/WebM/TS files."""

@@ -138,12 +138,11 @@ class Backbone:
                     self.precision,
                     torch.get_num_threads(),
                 )
-                if not compiled.checked:
-                    why, cosine = self._parity(compiled)
-                    if not why:
-                        compiled.record_parity(cosine)
+                why = self._parity(compiled)
             except ov.EngineUnavailable as e:
                 why = str(e)
+            except Exception as e:  # auto must end on torch whatever OpenVINO or the cache did
+                why = f"OpenVINO failed: {type(e).__name__}: {e}"
         if why and engine == "openvino":
             raise BackboneError(f"--engine openvino for {self.name}: {why}. Use --engine torch.")
         if why:
@@ -156,9 +155,11 @@ class Backbone:
             f"openvino {info.precision}, {info.threads} threads, {how} in {info.seconds:.1f} s"
         )
 
-    def _parity(self, compiled: Any) -> tuple[str, float]:
-        """Whether the compiled model gives the eager float32 module's features on a fixed
-        batch of random frames (to PARITY_COSINE): ("", cosine), or (how far it is, cosine)."""
+    def _parity(self, compiled: Any) -> str:
+        """Why the compiled model is not the eager float32 module on a fixed batch of random
+        frames (cosine below PARITY_COSINE), or "" when it is. Run at every load: it also
+        catches what a cache key cannot see (a backbone's code changed under the same
+        weights, a damaged compiled blob)."""
         size = self.preprocess.input_size
         seed = torch.Generator().manual_seed(0)
         frames = torch.randint(0, 256, (2, size, size, 3), generator=seed, dtype=torch.uint8)
@@ -169,8 +170,8 @@ class Backbone:
         cos = float(torch.nn.functional.cosine_similarity(want, got, dim=1).min())
         bound = PARITY_COSINE[self.precision]
         if not math.isfinite(cos) or cos < bound:
-            return f"its features differ from eager torch (cosine {cos:.6f} < {bound})", cos
-        return "", cos
+            return f"its features differ from eager torch (cosine {cos:.6f} < {bound})"
+        return ""
 
     def __repr__(self) -> str:
         return (
@@ -268,7 +269,7 @@ class Backbone:
             "std": tuple(float(v) for v in p.std),
             "precision": self.precision,
             "resize_on": self.resize_on,
-            # float32 rows of both engines are the same values at the store's precision
-            # (docs/performance.md): the engine is identity only where they are not.
-            "engine": "" if self.precision == "float32" else self.engine,
+            # "" for eager torch, as in every set made before engines; whether the engine is
+            # part of a feature set's identity is the store's rule (spec.identity_fields)
+            "engine": "" if self.engine == "torch" else self.engine,
         }

@@ -8,8 +8,7 @@ keyed by everything that changes the graph or its weights (backbone, weights sha
 size, OpenVINO and torch versions), and OpenVINO's own compiled-blob cache sits beside it, so a
 worker's start-up reads a file instead of tracing and converting again. An entry whose files
 are not the bytes recorded at conversion (sha256), or whose recorded key is not this one, is
-rebuilt, never used. The parity check against eager torch runs once per entry, CPU model and
-precision; its passing is recorded beside the entry.
+rebuilt, never used; and every load is checked against eager torch (Backbone._parity).
 """
 
 from __future__ import annotations
@@ -76,38 +75,38 @@ def cache_root() -> Path:
 def cache_key(name: str, weights_id: str, input_size: int) -> dict[str, str]:
     import openvino as ov
 
+    from vidfeat.version import __version__
+
+    # everything that changes the graph: the backbone code comes from vidfeat, torchvision
+    # or timm (the parity check at every load is the net under what a key cannot see)
     return {
         "backbone": name,
         "weights_id": weights_id,
         "input_size": str(input_size),
         "openvino": ov.get_version(),
         "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "vidfeat": __version__,
     }
 
 
-class OpenVinoModel:
-    """Normalised float32 NCHW in, (B, D) float32 out, on the CPU. ``checked``: this cache
-    entry's bytes already passed the parity check against eager torch on this CPU model and
-    precision (``record_parity``), so a load need not run it again."""
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    def __init__(self, compiled: Any, info: CompiledInfo, folder: Path, checked: bool) -> None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
+
+
+class OpenVinoModel:
+    """Normalised float32 NCHW in, (B, D) float32 out, on the CPU."""
+
+    def __init__(self, compiled: Any, info: CompiledInfo) -> None:
         self._compiled = compiled
         self.info = info
-        self.folder, self.checked = folder, checked
         self._local = threading.local()  # an infer request per calling thread
-
-    def record_parity(self, cosine: float) -> None:
-        """Remember that these bytes passed the parity check here (best effort: a cache that
-        cannot be written only costs the check again next time)."""
-        path = self.folder / "parity.json"
-        try:
-            done = _read_json(path)
-            done[_parity_key(self.info.precision)] = cosine
-            staging = path.with_name(f".parity-{os.getpid()}-{threading.get_ident()}")
-            staging.write_text(json.dumps(done, sort_keys=True))
-            staging.replace(path)
-        except OSError:
-            pass
 
     @property
     def runtime_precision(self) -> str:
@@ -131,8 +130,9 @@ def compile_module(
     threads: int,
 ) -> OpenVinoModel:
     """The module converted (or read from the cache) and compiled for the CPU. Raises
-    EngineUnavailable with the reason when OpenVINO is missing or the module does not
-    convert."""
+    EngineUnavailable with the reason when OpenVINO is missing, the module does not convert, or
+    the CPU would not run the precision asked for. A cache that cannot be written costs a
+    conversion per load, nothing else."""
     why = available()
     if why:
         raise EngineUnavailable(why)
@@ -141,54 +141,44 @@ def compile_module(
     start = time.perf_counter()
     key = cache_key(name, weights_id, input_size)
     folder = cache_root() / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    xml = _cached(folder, key)
-    from_cache = xml is not None
-    if xml is None:
-        xml = _convert_into(folder, key, module, input_size)
     threads = max(1, int(threads))
     config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": _PRECISION_HINT[precision],
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",  # one stream: the worker batches, we want its threads
-        "CACHE_DIR": str(folder / "compiled"),
     }
-    core = _core()
+    source: Any = _cached(folder, key)
+    from_cache = source is not None
+    if source is None:
+        model = _convert(module, name, input_size)
+        try:
+            source = _save_into(folder, key, model)
+        except OSError:  # an unwritable cache: compile what was converted
+            source = model
+    if isinstance(source, Path):
+        config["CACHE_DIR"] = str(folder / "compiled")  # OpenVINO's own compiled-blob cache
+        source = str(source)
     try:
-        compiled = core.compile_model(str(xml), "CPU", config)
+        compiled = _core().compile_model(source, "CPU", config)
     except Exception as e:
-        if not from_cache:
-            raise EngineUnavailable(f"OpenVINO could not compile {name}: {e}") from None
-        shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: rebuilt, never used
-        xml = _convert_into(folder, key, module, input_size)
-        from_cache = False
-        compiled = core.compile_model(str(xml), "CPU", config)
+        raise EngineUnavailable(f"OpenVINO could not compile {name}: {_first_line(e)}") from None
+    import openvino as ov
+
+    got = compiled.get_property("INFERENCE_PRECISION_HINT")
+    if got != {"float32": ov.Type.f32, "bfloat16": ov.Type.bf16}[precision]:
+        # the CPU plugin keeps f32 where the CPU has no bf16 units: never let that pass as bf16
+        raise EngineUnavailable(f"OpenVINO runs {got} on this CPU where {precision} was asked")
     info = CompiledInfo(from_cache, time.perf_counter() - start, threads, precision)
-    checked = from_cache and _parity_key(precision) in _read_json(folder / "parity.json")
-    return OpenVinoModel(compiled, info, folder, checked)
+    return OpenVinoModel(compiled, info)
 
 
-def _parity_key(precision: str) -> str:
-    return f"{_core().get_property('CPU', 'FULL_DEVICE_NAME')} {precision}"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _cached(folder: Path, key: dict[str, str]) -> Path | None:
-    """The cached model of ``key``, or None (absent, damaged or another key's: removed)."""
+    """The cached model of ``key``, or None (absent; damaged or another key's: removed)."""
     xml, meta = folder / "model.xml", folder / "key.json"
     if not folder.exists():
         return None
@@ -205,9 +195,16 @@ def _cached(folder: Path, key: dict[str, str]) -> Path | None:
     return xml
 
 
-def _convert_into(folder: Path, key: dict[str, str], module: nn.Module, input_size: int) -> Path:
-    """Convert and save (weights kept in float32: ``compress_to_fp16=False``), published by
-    one rename so that a concurrent worker sees a whole entry or none."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _convert(module: nn.Module, name: str, input_size: int) -> Any:
+    """The torch module as an OpenVINO model with any batch size (``ov.convert_model``)."""
     import openvino as ov
 
     example = torch.zeros(1, 3, input_size, input_size)
@@ -215,14 +212,19 @@ def _convert_into(folder: Path, key: dict[str, str], module: nn.Module, input_si
         # torch.jit.trace's deprecation warnings are torch's business, not the user's
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
-            model = ov.convert_model(
-                module.eval(),
-                example_input=example,
-                input=[(-1, 3, input_size, input_size)],
+            return ov.convert_model(
+                module.eval(), example_input=example, input=[(-1, 3, input_size, input_size)]
             )
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EngineUnavailable(f"OpenVINO could not convert {key['backbone']}: {first}") from None
+        raise EngineUnavailable(f"OpenVINO could not convert {name}: {_first_line(e)}") from None
+
+
+def _save_into(folder: Path, key: dict[str, str], model: Any) -> Path:
+    """Save the converted model (weights kept in float32: ``compress_to_fp16=False``) with its
+    key and the sha256 of its files, published by one rename, so that a concurrent worker sees
+    a whole entry or none."""
+    import openvino as ov
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:

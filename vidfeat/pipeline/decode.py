@@ -171,6 +171,12 @@ def _video_stream(container: Any, path: str, forced: int | None = None) -> Any:
         raise VideoDecodeError("no_video_stream", f"{path}: no video stream (streams: {kinds})")
     else:
         stream = _main_video(container)
+        if stream.disposition & Disposition.attached_pic:  # an audio file's cover art
+            raise VideoDecodeError(
+                "no_video_stream",
+                f"{path}: no video stream, only an attached picture (cover art, stream "
+                f"{stream.index}); --stream {stream.index} decodes it as a one-frame video",
+            )
     if stream.codec_context is None:
         raise VideoDecodeError("unsupported", f"{path}: no decoder for codec {stream.codec_tag!r}")
     return stream
@@ -179,7 +185,7 @@ def _video_stream(container: Any, path: str, forced: int | None = None) -> Any:
 def _main_video(container: Any) -> Any:
     """FFmpeg's choice (``av_find_best_stream``: the default disposition first, then a stream
     with several frames over a one-frame one, then bitrate), where an attached picture (cover
-    art) never wins over a real video stream. The first video stream is not the main one in
+    art) never wins over a real video stream (and alone is no video: _video_stream). The first video stream is not the main one in
     files that carry cover art or a preview track first."""
     videos = list(container.streams.video)
     real = [s for s in videos if not s.disposition & Disposition.attached_pic] or videos

@@ -133,6 +133,12 @@ class PrepareWorker(WorkerPlugin):
         verdict = Verdict(_address(worker), not why, nthreads, why)
         worker.log_event(admission.topic, verdict.to_event())
 
+    async def teardown(self, worker: Any) -> None:
+        """The run is over (the client unregistered the plugin): its resource goes with it, so
+        a long-lived worker carries nothing of this run into the next."""
+        if self.admission is not None and self.admission.resource in worker.state.total_resources:
+            await worker.set_resources(**{self.admission.resource: 0})
+
 
 def prepared_by(plugin: str, dask_worker: Any) -> dict[str, Any] | None:
     """What PrepareWorker ``plugin`` prepared on this worker (None: not yet, or it failed);

@@ -27,6 +27,7 @@ from vidfeat.pipeline.sizing import CPU_DECODE_THREADS, Sizing, plan_sizing, vis
 from vidfeat.pipeline.tasks import Admission, PartSummary, PartTarget, PartTask, Verdict
 from vidfeat.store import FailureRecord, FeatureSet, FeatureSetSpec, open_store
 from vidfeat.store.leases import writer_lease
+from vidfeat.store.spec import identity_fields
 from vidfeat.store.store import creation_meta
 
 
@@ -109,7 +110,9 @@ def _prepare_workers(client: Any, cfg: ExtractConfig, admissions: _Admissions) -
         ) from None
     if not prepared:  # each worker present joined as the plugin came: none had run it
         raise ExtractError("No Dask worker had loaded the backbone yet: run the extract again.")
-    described = {w: p["backbones"] for w, p in prepared.items()}
+    described = {
+        w: [identity_fields(d, cfg.dtype) for d in p["backbones"]] for w, p in prepared.items()
+    }
     distinct = {json.dumps(d, sort_keys=True) for d in described.values()}
     if len(distinct) > 1:
         lines = "\n".join(f"  {w}: {d}" for w, d in sorted(described.items()))
@@ -226,7 +229,7 @@ class _Admissions:
 
 def _spec(cfg: ExtractConfig, described: dict[str, Any]) -> FeatureSetSpec:
     return FeatureSetSpec(
-        **described,
+        **identity_fields(described, cfg.dtype),
         sampling=cfg.sampling.identity(),
         dtype=cfg.dtype,
         part_format=cfg.format,

@@ -10,6 +10,7 @@ from typing import Any
 from vidfeat.config import BackboneConfig, SamplingConfig
 from vidfeat.pipeline.discovery import VideoInput
 from vidfeat.store import FailureRecord, FeatureSetSpec
+from vidfeat.store.spec import identity_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ def identity_differences(spec: FeatureSetSpec, described: Mapping[str, Any]) -> 
     "field: spec X, this worker Y" per differing field (none: the backbone is the one the spec
     describes). Every field it describes is a spec field (runner._spec builds the spec so)."""
     out = []
-    for key, value in described.items():
+    for key, value in identity_fields(described, spec.dtype).items():
         stored = getattr(spec, key, None)
         if json.dumps(stored) != json.dumps(value):  # tuples read back from JSON as lists
             out.append(f"{key}: spec {stored!r}, this worker {value!r}")

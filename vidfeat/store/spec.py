@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,18 @@ def check_name(what: str, name: str) -> str:
             "starting with a letter or digit."
         )
     return name
+
+
+def identity_fields(described: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """A backbone's description (Backbone.describe) as the identity fields of a feature set
+    stored in ``dtype``. The engine is identity only where its rows are other values at the
+    store's precision: OpenVINO float32 rows are eager torch's after float16 rounding
+    (docs/performance.md), not at float32, and never at bfloat16; eager torch is the engine
+    every older set was made with (``""``)."""
+    fields = dict(described)
+    if fields.get("precision") == "float32" and dtype == "float16":
+        fields["engine"] = ""
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +59,9 @@ class FeatureSetSpec:
     # Where frames were resized and cropped: host (swscale in the decoder) or device (the
     # backbone's device, from frames sent at a bounded size).
     resize_on: str = "host"
-    # The engine whose numerics the values are, where engines differ (OpenVINO bf16); ""
-    # where every engine gives the same values at the store's precision (float32).
+    # The engine whose values these are, where they differ from eager torch's at the store's
+    # precision (identity_fields): "openvino", or "" (eager torch, or any engine at float32
+    # computed and float16 stored).
     engine: str = ""
     # Not identity: how parts are compressed does not change values.
     compression: str | None = field(default=None, compare=False)
