@@ -410,7 +410,7 @@ def test_the_engine_is_chosen_recorded_and_shown(
     store = tmp_path / "store"
     runner = CliRunner()
     args = ["extract", str(folder), "--store", str(store), "--backbone", "tiny", "--all"]
-    args += ["--dtype", "float32", "--label-from", "none", "--name", "t"]
+    args += ["--label-from", "none", "--name", "t"]
     first = runner.invoke(app, [*args, "--report", str(tmp_path / "r.json")])
     assert first.exit_code == 0, first.output
     assert "engine: openvino float32" in first.output
@@ -423,7 +423,6 @@ def test_the_engine_is_chosen_recorded_and_shown(
             tmp_path / "eager",
             label_from="none",
             sampling=SamplingConfig("all"),
-            dtype="float32",
             backbone=BackboneConfig("tiny", engine="torch"),
             name="t",
         )
@@ -434,8 +433,9 @@ def test_the_engine_is_chosen_recorded_and_shown(
     for vid in fset.video_ids():
         got, want = fset.read(vid)[0], other.read(vid)[0]
         assert got.shape == want.shape and got.shape[0] > 20
-        step = float(np.spacing(np.float16(np.abs(want).max())))
-        diff = np.abs(got.astype(np.float16).astype(np.float32) - want.astype(np.float16))
+        assert got.dtype == want.dtype == np.float16
+        step = float(np.spacing(np.abs(want).max()))
+        diff = np.abs(got.astype(np.float32) - want.astype(np.float32))
         assert float(diff.max()) <= step, vid  # at most one float16 step at the features' scale
     assert {v.engine for c in fset.commits() for v in c.videos} == {"openvino"}
     assert {v.engine for c in other.commits() for v in c.videos} == {"torch"}
