@@ -21,6 +21,7 @@ from vidfeat.store import FeatureSetSpec, open_store
 from vidfeat.trainer.data import load_data, sequence_positions
 from vidfeat.trainer.loop import evaluate, load_run
 from vidfeat.trainer.metrics import classification_metrics
+from vidfeat.trainer.rows import project
 
 
 def _check_featureset(config: dict[str, Any]) -> Any:
@@ -53,7 +54,7 @@ def evaluate_run(
     if data.classes != config["classes"]:
         raise TrainError(f"Classes changed since the run: {data.classes} vs {config['classes']}.")
     if pca:
-        data.values = (data.values.float() - pca["pca_mean"]) @ pca["pca_components"]
+        data.values = project(data.values, pca["pca_mean"], pca["pca_components"])
     chosen = {
         "val": data.val_idx,
         "train": data.train_idx,
@@ -73,6 +74,22 @@ def _run_spec(config: dict[str, Any]) -> tuple[FeatureSetSpec, dict[str, Any]]:
     if spec.config_hash() != config["featureset_config_hash"]:
         raise TrainError("The run's config.json was edited: its spec does not match its hash.")
     return spec, dict(config.get("backbone_config", {}))
+
+
+def score_rows(
+    model: torch.nn.Module, config: dict[str, Any], pca: dict[str, torch.Tensor], rows: np.ndarray
+) -> torch.Tensor:
+    """Class probabilities (C,) of one video from its rows (R, D) as stored: the run's
+    evaluation sequence (the centres of ``seq_len`` equal segments), PCA, the head."""
+    feats = torch.from_numpy(np.asarray(rows, np.float32))
+    n = len(feats)
+    pos, mask = sequence_positions(torch.tensor([n]), config["seq_len"], train=False)
+    x = feats[pos.clamp(0, max(n - 1, 0))]
+    if pca:
+        x = (x - pca["pca_mean"]) @ pca["pca_components"]
+    x = x * mask.unsqueeze(-1)
+    with torch.no_grad():
+        return torch.softmax(model(x, mask), 1)[0]
 
 
 def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
@@ -114,15 +131,7 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
             out.append({"video": r.video.path, "error": str(r.error)})
             continue
         # Round through the stored dtype, so the head sees what training read from the store.
-        stored = r.rows()[0].astype(spec.dtype)
-        feats = torch.from_numpy(stored.astype(np.float32))
-        if pca:
-            feats = (feats - pca["pca_mean"]) @ pca["pca_components"]
-        n = len(feats)
-        pos, mask = sequence_positions(torch.tensor([n]), config["seq_len"], train=False)
-        x = feats[pos.clamp_max(n - 1)] * mask.unsqueeze(-1)
-        with torch.no_grad():
-            probs = torch.softmax(model(x, mask), 1)[0]
+        probs = score_rows(model, config, pca, r.rows()[0].astype(spec.dtype))
         top = probs.topk(min(top_k, len(classes)))
         out.append(
             {

@@ -126,3 +126,29 @@ def test_tracking_without_its_library_is_refused_before_training(
     with pytest.raises(ConfigError, match=r"pip install 'vidfeat\[mlflow\]'"):
         train(cfg)
     assert not (tmp_path / "runs").exists()
+
+
+def test_400_classes_go_to_mlflow(
+    mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.trainer.test_figures import many_class_rows
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    store = str(tmp_path / "store")
+    import_rows(open_store(store), "k400", many_class_rows(400), source="a test")
+    result = train(
+        store=store,
+        featureset="k400",
+        head="meanpool",
+        epochs=2,
+        runs_dir=str(tmp_path / "runs"),
+        mlflow=True,
+    )
+    client = MlflowClient(mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("k400").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["final_top1"] == pytest.approx(result.metrics["top1"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "confusion.png", "confusion.csv", "metrics.json"} <= artifacts

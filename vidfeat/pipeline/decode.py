@@ -185,8 +185,8 @@ def _video_stream(container: Any, path: str, forced: int | None = None) -> Any:
 def _main_video(container: Any) -> Any:
     """FFmpeg's choice (``av_find_best_stream``: the default disposition first, then a stream
     with several frames over a one-frame one, then bitrate), where an attached picture (cover
-    art) never wins over a real video stream (and alone is no video: _video_stream). The first video stream is not the main one in
-    files that carry cover art or a preview track first."""
+    art) never wins over a real video stream (and alone is no video: _video_stream). The
+    first video stream is not the main one in files with cover art or a preview track first."""
     videos = list(container.streams.video)
     real = [s for s in videos if not s.disposition & Disposition.attached_pic] or videos
     best = container.streams.best("video")

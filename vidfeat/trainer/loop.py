@@ -21,14 +21,16 @@ from vidfeat.models.backbone import resolve_device
 from vidfeat.models.heads import build_head
 from vidfeat.options import check_dataclass_values
 from vidfeat.runtime import tune_malloc
-from vidfeat.trainer.data import FeatureData, batch, fit_pca, load_data
+from vidfeat.trainer.data import FeatureData, batches, fit_pca, load_data
 from vidfeat.trainer.metrics import classification_metrics
+from vidfeat.trainer.rows import project
 from vidfeat.trainer.runs import (
     absolute_store,
     append_index,
     new_run_dir,
-    plot_run,
+    save_figures,
     write_history,
+    write_metrics,
 )
 from vidfeat.trainer.tracking import Tracker, trackers
 
@@ -56,11 +58,14 @@ def _head(cfg: TrainConfig, in_dim: int, classes: int) -> nn.Module:
     )
 
 
-def _project(data: FeatureData, cfg: TrainConfig) -> tuple[FeatureData, dict[str, torch.Tensor]]:
+def project_data(
+    data: FeatureData, cfg: TrainConfig
+) -> tuple[FeatureData, dict[str, torch.Tensor]]:
+    """``data`` through the PCA ``cfg.pca`` asks for (fitted on its training split)."""
     if not cfg.pca:
         return data, {}
-    mean, comps = fit_pca(data, cfg.pca)
-    projected = dataclasses.replace(data, values=(data.values.float() - mean) @ comps)
+    mean, comps = fit_pca(data, cfg.pca, cfg.seed)
+    projected = dataclasses.replace(data, values=project(data.values, mean, comps))
     return projected, {"pca_mean": mean, "pca_components": comps}
 
 
@@ -68,19 +73,37 @@ def _project(data: FeatureData, cfg: TrainConfig) -> tuple[FeatureData, dict[str
 def evaluate(
     model: nn.Module, data: FeatureData, clips: np.ndarray, cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.Tensor, float]:
-    model.eval()
-    logits = []
+    """Logits of ``clips`` (the evaluation rows: segment centres) and their mean loss."""
+    return evaluate_many([model], data, clips, cfg, device)[0]
+
+
+@torch.no_grad()
+def evaluate_many(
+    models: list[nn.Module],
+    data: FeatureData,
+    clips: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> list[tuple[torch.Tensor, float]]:
+    """``evaluate`` of several heads on one read of the clips' rows."""
+    for model in models:
+        model.eval()
+    logits: list[list[torch.Tensor]] = [[] for _ in models]
     idx = torch.from_numpy(clips)
-    for i in range(0, len(idx), 256):
-        x, mask, _ = batch(data, idx[i : i + 256], cfg.seq_len, train=False)
-        logits.append(model(x.to(device), mask.to(device)).float().cpu())
-    out = torch.cat(logits)
-    loss = nn.functional.cross_entropy(out, data.labels[idx]).item()
-    return out, loss
+    for _, x, mask, _ in batches(data, idx, 256, cfg.seq_len, train=False):
+        x, mask = x.to(device), mask.to(device)
+        for out, model in zip(logits, models, strict=True):
+            out.append(model(x, mask).float().cpu())
+    labels = data.labels[idx]
+    results = []
+    for out in logits:
+        joined = torch.cat(out)
+        results.append((joined, nn.functional.cross_entropy(joined, labels).item()))
+    return results
 
 
 @dataclass(slots=True)
-class _Setup:
+class Setup:
     """Everything one training run holds: the data, the head, and how it learns."""
 
     data: FeatureData
@@ -93,15 +116,23 @@ class _Setup:
     device: torch.device
 
 
-def setup(cfg: TrainConfig, data: FeatureData | None = None) -> _Setup:
+def setup(cfg: TrainConfig, data: FeatureData | None = None) -> Setup:
     tune_malloc()  # see vidfeat/runtime.py
-    torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     # No torch.use_deterministic_algorithms: the CPU kernels used here are deterministic for
     # a given thread count already (a test checks it), and the call imports torch._dynamo,
     # which costs 1.5 s per run.
     data = data if data is not None else load_data(cfg)
-    data, pca_state = _project(data, cfg)
+    data, pca_state = project_data(data, cfg)
+    return setup_head(cfg, data, pca_state, device)
+
+
+def setup_head(
+    cfg: TrainConfig, data: FeatureData, pca_state: dict[str, torch.Tensor], device: torch.device
+) -> Setup:
+    """The head of ``cfg`` on prepared (split, projected) data: seeded weights, optimizer,
+    schedule, loss, and the generator of the batch order and sampled rows."""
+    torch.manual_seed(cfg.seed)
     n_classes = len(data.classes)
     model = _head(cfg, data.dim, n_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -124,35 +155,49 @@ def setup(cfg: TrainConfig, data: FeatureData | None = None) -> _Setup:
         weight = (counts.sum() / counts.clamp_min(1) / n_classes).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     generator = torch.Generator().manual_seed(cfg.seed)
-    return _Setup(data, pca_state, model, optimizer, scheduler, loss_fn, generator, device)
+    return Setup(data, pca_state, model, optimizer, scheduler, loss_fn, generator, device)
 
 
-def train_one_epoch(s: _Setup, cfg: TrainConfig) -> float:
+def epoch_order(s: Setup) -> torch.Tensor:
+    """The training clips in this epoch's random order."""
+    train_idx = torch.from_numpy(s.data.train_idx)
+    return train_idx[torch.randperm(len(train_idx), generator=s.generator)]
+
+
+def train_step(
+    s: Setup, cfg: TrainConfig, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor
+) -> float | None:
+    """One optimisation step of ``s``'s head on a batch already on its device: the loss, or
+    None where the head skips the batch (BatchNorm needs two samples)."""
+    if len(y) < 2 and cfg.head == "seed":
+        return None
+    amp = s.device.type == "cuda"
+    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = s.loss_fn(s.model(x, mask).float(), y)
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
+    s.optimizer.step()
+    s.scheduler.step()
+    return float(loss.item())
+
+
+def train_one_epoch(s: Setup, cfg: TrainConfig) -> float:
     """One pass over the training clips in a random order; the mean training loss."""
     s.model.train()
-    train_idx = torch.from_numpy(s.data.train_idx)
-    order = train_idx[torch.randperm(len(train_idx), generator=s.generator)]
-    amp = s.device.type == "cuda"
+    order = epoch_order(s)
     running, seen = 0.0, 0
-    for i in range(0, len(order), cfg.batch_size):
-        clips = order[i : i + cfg.batch_size]
-        if len(clips) < 2 and cfg.head == "seed":
-            continue  # BatchNorm needs two samples
-        x, mask, y = batch(s.data, clips, cfg.seq_len, train=True, generator=s.generator)
-        x, mask, y = x.to(s.device), mask.to(s.device), y.to(s.device)
-        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = s.loss_fn(s.model(x, mask).float(), y)
-        s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
-        s.optimizer.step()
-        s.scheduler.step()
-        running += loss.item() * len(clips)
-        seen += len(clips)
+    for clips, x, mask, y in batches(
+        s.data, order, cfg.batch_size, cfg.seq_len, True, s.generator, cfg.sampling
+    ):
+        loss = train_step(s, cfg, x.to(s.device), mask.to(s.device), y.to(s.device))
+        if loss is not None:
+            running += loss * len(clips)
+            seen += len(clips)
     return running / max(seen, 1)
 
 
-def _val_metrics(s: _Setup, cfg: TrainConfig) -> tuple[dict[str, Any], float]:
+def _val_metrics(s: Setup, cfg: TrainConfig) -> tuple[dict[str, Any], float]:
     logits, loss = evaluate(s.model, s.data, s.data.val_idx, cfg, s.device)
     labels = s.data.labels[torch.from_numpy(s.data.val_idx)]
     return classification_metrics(logits, labels, s.data.classes), loss
@@ -167,8 +212,9 @@ def train(
 ) -> RunResult:
     """Train a head on a feature set: setup → (train_one_epoch → evaluate) per epoch, early
     stopping on validation top-1 → save the best epoch's head into a new run directory under
-    ``cfg.runs_dir`` (config, metrics, history, checkpoint, plots) and add it to the runs
-    index. Instead of a config, the options of ``vidfeat train`` as keyword arguments::
+    ``cfg.runs_dir`` (checkpoint, config, metrics, history; then the figures, whose failure
+    is a one-line warning, never a lost run) and add it to the runs index. Instead of a
+    config, the options of ``vidfeat train`` as keyword arguments::
 
         train(store="store", featureset="demo", head="gru", hidden=64, epochs=10)
 
@@ -191,20 +237,47 @@ def train(
             t.start(cfg, s.data, run_dir)
         history, best, interrupted = _epochs(s, cfg, tracked, verbose)
         s.model.load_state_dict(best[2])
-        metrics, _ = _val_metrics(s, cfg)
-        metrics |= {
-            "best_epoch": best[1],
-            "epochs_run": len(history),
-            "train_clips": len(s.data.train_idx),
-            "val_clips": len(s.data.val_idx),
-            "interrupted": interrupted,
-        }
+        val, _ = _val_metrics(s, cfg)
+    except BaseException:
+        abandon(run_dir, tracked)
+        raise
+    return finish(s, cfg, run_dir, tracked, history, best, interrupted, val, start)
+
+
+def abandon(run_dir: Path, tracked: list[Tracker]) -> None:
+    """A run that failed before it was saved: no half run directory."""
+    for t in tracked:
+        t.finish(run_dir, {}, "FAILED")
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def finish(
+    s: Setup,
+    cfg: TrainConfig,
+    run_dir: Path,
+    tracked: list[Tracker],
+    history: list[dict[str, float]],
+    best: Best,
+    interrupted: bool,
+    val: dict[str, Any],
+    start: float,
+) -> RunResult:
+    """Save a trained head (its best weights loaded, ``val`` their metrics): checkpoint,
+    config, metrics, history, then the figures, the trackers and the runs index."""
+    metrics = val | {
+        "best_epoch": best[1],
+        "epochs_run": len(history),
+        "train_clips": len(s.data.train_idx),
+        "val_clips": len(s.data.val_idx),
+        "interrupted": interrupted,
+    }
+    try:
         save_run(run_dir, cfg, s.data, s.model, s.pca_state, metrics, history)
     except BaseException:
-        for t in tracked:
-            t.finish(run_dir, {}, "FAILED")
-        shutil.rmtree(run_dir, ignore_errors=True)  # no half run directory
+        abandon(run_dir, tracked)
         raise
+    # The run is saved (checkpoint, metrics, history): from here on nothing may lose it.
+    save_figures(run_dir, history, metrics)  # a figure that fails is a one-line warning
     for t in tracked:
         t.finish(run_dir, metrics, "KILLED" if interrupted else "FINISHED")
     seconds = time.perf_counter() - start
@@ -216,7 +289,7 @@ Best = tuple[float, int, dict[str, torch.Tensor]]  # val top-1, epoch, the head'
 
 
 def _epochs(
-    s: _Setup, cfg: TrainConfig, tracked: list[Tracker], verbose: bool
+    s: Setup, cfg: TrainConfig, tracked: list[Tracker], verbose: bool
 ) -> tuple[list[dict[str, float]], Best, bool]:
     """The epochs, early stopping on validation top-1: history, the best epoch, and whether
     Ctrl-C ended them (after at least one epoch; before it, KeyboardInterrupt propagates)."""
@@ -226,16 +299,7 @@ def _epochs(
         for epoch in range(1, cfg.epochs + 1):
             train_loss = train_one_epoch(s, cfg)
             val, val_loss = _val_metrics(s, cfg)
-            lr = float(s.scheduler.get_last_lr()[0])
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_top1": val["top1"],
-                    "lr": lr,
-                }
-            )
+            best, stop = end_epoch(s, cfg, epoch, train_loss, val, val_loss, history, best)
             for t in tracked:
                 t.epoch(epoch, history[-1])
             if verbose:
@@ -243,16 +307,39 @@ def _epochs(
                     f"epoch {epoch:3d}  train {train_loss:.4f}  "
                     f"val {val_loss:.4f}  top1 {val['top1']:.3f}"
                 )
-            if val["top1"] > best[0]:
-                state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
-                best = (val["top1"], epoch, state)
-            elif cfg.patience and epoch - best[1] >= cfg.patience:
+            if stop:
                 break
     except KeyboardInterrupt:
         if not best[2]:
             raise  # no epoch finished: nothing worth a run directory
         return history, best, True  # keep what the finished epochs learned
     return history, best, False
+
+
+def end_epoch(
+    s: Setup,
+    cfg: TrainConfig,
+    epoch: int,
+    train_loss: float,
+    val: dict[str, Any],
+    val_loss: float,
+    history: list[dict[str, float]],
+    best: Best,
+) -> tuple[Best, bool]:
+    """The epoch into ``history``, the best epoch so far, and whether to stop early."""
+    history.append(
+        {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_top1": val["top1"],
+            "lr": float(s.scheduler.get_last_lr()[0]),
+        }
+    )
+    if val["top1"] > best[0]:
+        state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
+        return (val["top1"], epoch, state), False
+    return best, bool(cfg.patience and epoch - best[1] >= cfg.patience)
 
 
 def _index_row(
@@ -293,15 +380,14 @@ def save_run(
         "in_dim": data.dim,
         **data.featureset_meta,  # spec + backbone config: predict needs only the run
     }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_history(run_dir, history)
     # Plain tensors and JSON-able metadata only: loads with torch.load(weights_only=True).
     torch.save(
         {"state_dict": model.state_dict(), **pca_state, "config": json.dumps(config)},
         run_dir / "model.pt",
     )
-    plot_run(run_dir, history, metrics)
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    write_metrics(run_dir, metrics)
+    write_history(run_dir, history)
 
 
 def load_run(

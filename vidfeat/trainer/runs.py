@@ -10,7 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from vidfeat.errors import TrainError
+from vidfeat.trainer.figures import plot_run, save_figures
 from vidfeat.uris import is_url
+
+__all__ = [
+    "absolute_store",
+    "append_index",
+    "leaderboard",
+    "new_run_dir",
+    "plot_run",
+    "read_index",
+    "save_figures",
+    "write_history",
+    "write_metrics",
+]
 
 
 def absolute_store(store: str) -> str:
@@ -48,37 +61,23 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
-def plot_run(path: Path, history: list[dict[str, float]], metrics: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(epochs, [h["train_loss"] for h in history], label="train")
-    a.plot(epochs, [h["val_loss"] for h in history], label="val")
-    a.set(xlabel="epoch", ylabel="loss", title="loss")
-    a.legend()
-    b.plot(epochs, [h["val_top1"] for h in history])
-    b.set(xlabel="epoch", ylabel="top-1", title="validation accuracy", ylim=(0, 1))
-    fig.tight_layout()
-    fig.savefig(path / "curves.png", dpi=100)
-    plt.close(fig)
-    classes = metrics["classes"]
-    fig, ax = plt.subplots(figsize=(max(4, len(classes) * 0.6), max(4, len(classes) * 0.6)))
-    ax.imshow(metrics["confusion"], cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=90)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion (validation)")
-    darkest = max((max(row) for row in metrics["confusion"]), default=0)
-    for i, row in enumerate(metrics["confusion"]):
-        for j, v in enumerate(row):
-            colour = "white" if v > darkest / 2 else "black"  # readable on dark and light cells
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=colour)
-    fig.tight_layout()
-    fig.savefig(path / "confusion.png", dpi=100)
-    plt.close(fig)
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json, the confusion matrix one row a line (400 classes: 400 lines, not 160k),
+    and confusion.csv: the full matrix with class names, for any number of classes."""
+    confusion = metrics.get("confusion")
+    if confusion is None:
+        (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return
+    text = json.dumps({**metrics, "confusion": "@CONFUSION@"}, indent=2)
+    rows = ",\n    ".join(json.dumps(row) for row in confusion)
+    (path / "metrics.json").write_text(
+        text.replace('"@CONFUSION@"', f"[\n    {rows}\n  ]" if confusion else "[]")
+    )
+    with (path / "confusion.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *metrics["classes"]])
+        for name, row in zip(metrics["classes"], confusion, strict=True):
+            writer.writerow([name, *row])
 
 
 def append_index(runs_dir: str, entry: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""Grid sweeps over training configs: features loaded once, every config run (in parallel
-processes with ``jobs > 1``), leaderboard."""
+"""Grid sweeps over training configs: features loaded once, configs that share a batch stream
+trained together on one pass over the data (or in parallel processes with ``jobs > 1``),
+leaderboard."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from vidfeat.config import TrainConfig
 from vidfeat.errors import ConfigError
 from vidfeat.trainer.data import FeatureData, load_data, with_split
 from vidfeat.trainer.loop import RunResult, train
+from vidfeat.trainer.multi import group_configs, train_together
 
 # Keys that decide what is loaded; a sweep loads once, so they cannot vary within one.
-LOAD_KEYS = ("store", "featureset", "labels")
+LOAD_KEYS = ("store", "featureset", "labels", "rows_from")
 
 SweepResult = tuple[dict[str, Any], RunResult]
 
@@ -78,8 +80,14 @@ def sweep(
     grid: list[dict[str, Any]],
     jobs: int = 1,
     on_result: Callable[[dict[str, Any], RunResult], None] | None = None,
+    together: bool = True,
 ) -> SweepReport:
     """Run every config of ``grid`` on features loaded from the store once.
+
+    With one job, configs that share a batch stream (the same seed, split, T, sampling, batch
+    size, PCA: ``multi.STREAM_KEYS``) train together, every head stepping on each batch as it
+    is read (``multi.train_together``): one pass over the data per epoch for the group, and
+    each head's run exactly the run it gets alone. ``together=False``: one after another.
 
     With ``jobs > 1`` the configs run in that many spawned processes, each with an equal share
     of the cores; the feature tensor goes to them through shared memory, not a copy or a
@@ -97,11 +105,17 @@ def sweep(
         if on_result is not None:
             on_result(overrides, result)
 
-    if jobs == 1 or len(configs) == 1:
+    if (jobs == 1 or len(configs) == 1) and not together:
         for overrides, cfg in zip(grid, configs, strict=True):
             done(overrides, _train_job(cfg, data))
         return SweepReport(results, load_seconds, time.perf_counter() - start)
-    data.values.share_memory_()
+    if jobs == 1 or len(configs) == 1:
+        overrides_of = {id(c): o for c, o in zip(configs, grid, strict=True)}
+        for group in group_configs(configs):
+            members = [configs[i] for i in group]
+            train_together(members, data, lambda c, r: done(overrides_of[id(c)], r))
+        return SweepReport(results, load_seconds, time.perf_counter() - start)
+    data.values.share_memory_()  # rows read from disk: each process reads the parts itself
     data.offsets.share_memory_()
     data.labels.share_memory_()
     threads = max(1, (os.cpu_count() or 1) // jobs)

@@ -12,7 +12,14 @@ from vidfeat.config import TrainConfig
 from vidfeat.errors import ConfigError
 from vidfeat.trainer.data import FeatureData
 
-RUN_ARTIFACTS = ("config.json", "metrics.json", "history.csv", "curves.png", "confusion.png")
+RUN_ARTIFACTS = (
+    "config.json",
+    "metrics.json",
+    "history.csv",
+    "confusion.csv",
+    "curves.png",
+    "confusion.png",
+)
 SCALARS = ("top1", "top5", "macro_f1")
 
 
