@@ -846,12 +846,17 @@ def predict(
     ),
     top_k: int = typer.Option(3, "--top-k", help="Labels to show (at least 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    engine: str = typer.Option(
+        "auto",
+        help="auto, torch or openvino, as for extract; where the run's feature set was computed "
+        "with one engine's own values (bfloat16, --dtype float32), that engine.",
+    ),
 ) -> None:
     """Extract videos with the run's feature-set spec, apply the head, print top-k labels.
     Exits 1 when any video could not be predicted."""
     from vidfeat.predict import predict_videos
 
-    out = predict_videos(run, videos, top_k)
+    out = predict_videos(run, videos, top_k, engine)
     failed = [item for item in out if "error" in item]
     if as_json:
         _print_json(out)

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidfeat.config import BackboneConfig, SamplingConfig, TrainConfig
+from vidfeat.config import ENGINES, BackboneConfig, SamplingConfig, TrainConfig, check_choice
 from vidfeat.errors import ConfigError, InputError, TrainError
 from vidfeat.pipeline.discovery import check_inputs, discover
 from vidfeat.pipeline.engine import get_backbone, run_videos
+from vidfeat.pipeline.tasks import identity_differences
 from vidfeat.store import FeatureSetSpec, open_store
+from vidfeat.store.spec import identity_fields
 from vidfeat.trainer.data import load_data, sequence_positions
 from vidfeat.trainer.loop import evaluate, load_run
 from vidfeat.trainer.metrics import classification_metrics
@@ -92,12 +94,32 @@ def score_rows(
         return torch.softmax(model(x, mask), 1)[0]
 
 
-def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+def _engine_for(spec: FeatureSetSpec, asked: str) -> str:
+    """The engine that gives the feature set's values: the one its spec names, eager torch
+    where engines' values differ at its precision and the spec names none, and the one asked
+    for only where every engine gives its values (float32 computed, float16 stored)."""
+    free = identity_fields({"precision": spec.precision, "engine": "openvino"}, spec.dtype)
+    if not free["engine"]:
+        return asked
+    needed = spec.engine or "torch"
+    if asked not in ("auto", needed):
+        raise ConfigError(
+            f"--engine {asked}: the run's feature set was computed with {needed} at "
+            f"{spec.precision}, whose values no other engine gives; use --engine {needed}."
+        )
+    return needed
+
+
+def predict_videos(
+    run: str | Path, videos: list[str], top_k: int = 3, engine: str = "auto"
+) -> list[dict[str, Any]]:
     """Top-k labels for every video that ``videos`` names (files, folders, globs, manifests,
     as ``vidfeat extract`` takes them), extracted with the run's feature-set spec. A video
-    that cannot be decoded gets an ``error`` entry instead."""
+    that cannot be decoded gets an ``error`` entry instead. ``engine``: as extract's, where the
+    feature set allows a choice (see _engine_for)."""
     if top_k < 1:
         raise ConfigError(f"Invalid --top-k ({top_k}): must be at least 1.")
+    check_choice("--engine", engine, ENGINES)
     model, config, pca = load_run(run)
     spec, backbone_cfg = _run_spec(config)
     if spec.kind != "video":
@@ -118,10 +140,17 @@ def predict_videos(run: str | Path, videos: list[str], top_k: int = 3) -> list[d
             spec.precision,
             preprocess=backbone_cfg.get("preprocess"),
             resize_on=spec.resize_on,  # the set's rows were resized there: new videos too
+            engine=_engine_for(spec, engine),
         )
     )
     if backbone.weights_id != spec.weights_id:
         raise TrainError(f"Backbone weights differ from the feature set's ({spec.weights_id}).")
+    differs = identity_differences(spec, backbone.describe())
+    if differs:
+        raise TrainError(
+            f"This machine's {spec.backbone} is not the one of the run's feature set "
+            f"({'; '.join(differs)}): its features would be other values."
+        )
     sampling = SamplingConfig.from_identity(spec.sampling)
     results, _ = run_videos(inputs, backbone, sampling, 16)
     out: list[dict[str, Any]] = []
