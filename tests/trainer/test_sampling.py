@@ -115,3 +115,41 @@ def test_the_dataset_samples_as_the_trainer(order_store: str) -> None:
         assert (segment == x[t]).all(1).any()
     with pytest.raises(ConfigError, match="Invalid sampling"):
         FeatureSequenceDataset(fset, 16, sampling="middle")
+
+
+def test_a_manifest_split_column_is_used_or_refused_never_replaced() -> None:
+    """training.md: train/val/test are read as they are; anything else is one clear error,
+    never a silent random split."""
+    import dataclasses
+
+    from vidfeat.config import TrainConfig
+    from vidfeat.errors import TrainError
+    from vidfeat.trainer.data import FeatureData, with_split
+
+    def data(splits: list[str]) -> FeatureData:
+        n = len(splits)
+        return FeatureData(
+            values=None,  # type: ignore[arg-type]
+            offsets=torch.arange(n + 1),
+            video_ids=[f"v{i}" for i in range(n)],
+            labels=torch.tensor([i % 2 for i in range(n)]),
+            classes=["a", "b"],
+            train_idx=np.zeros(0, np.int64),
+            val_idx=np.zeros(0, np.int64),
+            featureset="f",
+            config_hash="h",
+            manifest_splits=splits,
+        )
+
+    cfg = TrainConfig(store="s", featureset="f")
+    split = with_split(data(["train", "val", "train", "test"]), cfg)
+    assert split.split_source == "manifest"
+    assert split.train_idx.tolist() == [0, 2] and split.val_idx.tolist() == [1, 3]
+    with pytest.raises(TrainError, match=r"has 'validation': vidfeat reads only train, val, test"):
+        with_split(data(["train", "validation", "train", "val"]), cfg)
+    with pytest.raises(
+        TrainError, match=r"1 of 4 videos have no split in the manifest \(e.g. 'v2'\)"
+    ):
+        with_split(data(["train", "val", "", "val"]), cfg)
+    unsplit = with_split(data([""] * 10), dataclasses.replace(cfg, val_fraction=0.2))
+    assert unsplit.split_source.startswith("random")

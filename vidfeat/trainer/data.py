@@ -165,6 +165,27 @@ def load_data(cfg: TrainConfig) -> FeatureData:
     return with_split(data, cfg)
 
 
+MANIFEST_SPLITS = ("train", "val", "test")
+
+
+def _check_manifest_splits(ids: list[str], splits: list[str]) -> None:
+    """A manifest's split column is used as it is, or refused: never replaced by another split
+    without a word."""
+    unknown = sorted({s for s in splits if s and s not in MANIFEST_SPLITS})
+    if unknown:
+        raise TrainError(
+            f"The manifest's split column has {', '.join(repr(s) for s in unknown[:5])}: vidfeat "
+            f"reads only {', '.join(MANIFEST_SPLITS)} (val and test validate). Fix the column, or "
+            "give --split-file."
+        )
+    missing = [v for v, s in zip(ids, splits, strict=True) if not s]
+    if missing:
+        raise TrainError(
+            f"{len(missing)} of {len(ids)} videos have no split in the manifest (e.g. "
+            f"{missing[0]!r}): give every video one, or --split-file."
+        )
+
+
 def with_split(data: FeatureData, cfg: TrainConfig) -> FeatureData:
     """``data`` with the train/val split ``cfg`` asks for: --split-file, else the manifest's
     split column, else a seeded stratified split (groups kept whole with --group-pattern).
@@ -175,7 +196,8 @@ def with_split(data: FeatureData, cfg: TrainConfig) -> FeatureData:
         val_mask = np.array([by_id.get(v, "train") != "train" for v in ids])
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
         source = f"{Path(cfg.split_file).name} (split {cfg.split})"
-    elif all(s in ("train", "val", "test") for s in splits):
+    elif any(splits):
+        _check_manifest_splits(ids, splits)
         val_mask = np.array([s != "train" for s in splits])
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
         source = "manifest"

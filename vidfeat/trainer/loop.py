@@ -345,7 +345,7 @@ def end_epoch(
 def _index_row(
     run_dir: Path, cfg: TrainConfig, data: FeatureData, metrics: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    """The run's line in the runs leaderboard (runs/index.csv)."""
+    """The run's line in the runs leaderboard (runs/index.jsonl)."""
     return {
         "run": str(run_dir),
         "head": cfg.head,
