@@ -224,6 +224,7 @@ def probe(path: str, stream_index: int | None = None) -> VideoIndex:
             if not packets.pts:
                 raise VideoDecodeError("truncated", f"{path}: unreadable packets ({e})") from None
         doubt = index_doubt(packets, str(container.format.name))
+        stream_index = int(stream.index)
         ctx = stream.codec_context
         sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio or Fraction(1)
         picture = {
@@ -232,13 +233,12 @@ def probe(path: str, stream_index: int | None = None) -> VideoIndex:
             "codec": str(ctx.name),
             "sar": Fraction(sar) if sar > 0 else Fraction(1),
             "rotation": _rotation(stream),
-            "stream": int(stream.index),
+            "stream": stream_index,
         }
         time_base = Fraction(stream.time_base or Fraction(1, 1000))
         rate = stream.average_rate or stream.guessed_rate
         reorders = bool(ctx.has_b_frames)
-        stream_index_used = stream.index
-    presented = _presented_frames(path, int(stream_index_used)) if doubt else None
+    presented = _presented_frames(path, stream_index) if doubt else None
     return build_index(
         path,
         packets,

@@ -167,9 +167,7 @@ class _Admissions:
         specs = tuple(f.spec for f in fsets)
         admission = Admission(self.resource, self.topic, specs, tuple(f.name for f in fsets))
         self.client.register_plugin(PrepareWorker(*self.args, admission), name=self.name)
-        self.poll()
-        present = self.client.nthreads()
-        self.live = {w: n for w, n in self.admitted.items() if w in present}
+        self._look()
 
     def window(self, max_in_flight: int | None) -> int:
         """Parts in flight: each admitted worker's threads and one more waiting on it."""
@@ -182,9 +180,7 @@ class _Admissions:
         that found no admitted worker (they all left) waits for one in the scheduler, which
         does not look at it again when a worker that joins later gains the run's resource.
         Raises ExtractError when no admitted worker has been present for ``wait_s``."""
-        self.poll()
-        present = self.client.nthreads()
-        self.live = {w: n for w, n in self.admitted.items() if w in present}
+        self._look()
         now = time.monotonic()
         if not self.live:
             self._none_since = self._none_since or now
@@ -201,6 +197,12 @@ class _Admissions:
         idle = {k for k, f in in_flight.items() if f.status == "pending" and k not in running}
         stuck, self._idle = idle & self._idle, idle
         return sorted(stuck)
+
+    def _look(self) -> None:
+        """The verdicts so far, and which admitted workers are present now (``live``)."""
+        self.poll()
+        present = self.client.nthreads()
+        self.live = {w: n for w, n in self.admitted.items() if w in present}
 
     def poll(self) -> None:
         """Read the verdicts so far (the scheduler keeps the topic's events; the last verdict
